@@ -8,14 +8,14 @@ __all__ = ['check_p0', 'check_delta', 'check_alpha', 'log_optimal_e_value', 'opt
            'MaxMinResult', 'ball_vertices', 'best_coupling', 'solve_max_min', 'EProcess', 'stopping_times',
            'stopping_time', 'SkipRule']
 
-# %% ../nbs/04_watermark.ipynb #abecdc0d
+# %% ../nbs/04_watermark.ipynb #c7b28be2
 from .core import *
 import hashlib, itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-# %% ../nbs/04_watermark.ipynb #fa43da9f
+# %% ../nbs/04_watermark.ipynb #4628a776
 def check_p0(p0, # anchor distribution(s), shape (..., n) with n >= 2
              name: str = "p0", atol: float = 1e-6) -> np.ndarray:
     "`p0` as a float array, or a `ValueError` saying why it is not a distribution."
@@ -37,7 +37,7 @@ def check_alpha(alpha) -> np.ndarray:
     if np.any(~(a > 0) | ~(a < 1)): raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
     return a
 
-# %% ../nbs/04_watermark.ipynb #c93fb5bf
+# %% ../nbs/04_watermark.ipynb #94331e8e
 def log_optimal_e_value(p0, # anchor(s), shape (..., n)
                         delta: float, # l1 robustness radius in (0, 2)
                         strict: bool = True, # require min p0 >= delta/2 (where the closed form is the max-min optimum)
@@ -57,7 +57,7 @@ def optimal_e_value(p0, delta: float, strict: bool = True) -> np.ndarray:
     "e*[..., v, s] of Theorem 4.1 (token v, seed s), shape (..., n, n)."
     return np.exp(log_optimal_e_value(p0, delta, strict))
 
-# %% ../nbs/04_watermark.ipynb #5153d694
+# %% ../nbs/04_watermark.ipynb #f08a98f9
 def entropy(p, axis: int = -1) -> np.ndarray:
     "Shannon entropy in nats (0 log 0 = 0)."
     p = np.asarray(p, dtype=np.float64)
@@ -75,7 +75,7 @@ def growth_rate(p0, # anchor(s), shape (..., n)
     p = check_p0(p0)
     return entropy(p) - entropy(nu_delta(p.shape[-1], delta))
 
-# %% ../nbs/04_watermark.ipynb #9822d794
+# %% ../nbs/04_watermark.ipynb #94d9ae0b
 def _categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     "Inverse-CDF draw of one index per row of `p` from uniforms `u`."
     c = np.cumsum(p, -1)
@@ -99,7 +99,7 @@ def maximal_coupling(p0, # anchor(s), shape (B, n) or (n,)
     v = np.where(keep, s, v_res)
     return (v, s) if p.ndim == 2 else (v[0], s[0])
 
-# %% ../nbs/04_watermark.ipynb #1ce7c9cc
+# %% ../nbs/04_watermark.ipynb #9f98b842
 def keyed_uniforms(key: int | str, # secret watermark key
                    context, # a sequence of ints (the hashed context window), or bytes/str
                    size: int = 1, # how many uniforms
@@ -129,7 +129,7 @@ def class_coupling_step(p0, # anchor distribution over the vocabulary, shape (V,
     token = int(_categorical(qc[None], rng.random(1))[0])
     return token, int(cls), int(seed_cls), P0
 
-# %% ../nbs/04_watermark.ipynb #bf931176
+# %% ../nbs/04_watermark.ipynb #45a805fd
 @dataclass
 class MaxMinResult:
     "Numerical solution of the e-value max-min problem."
@@ -178,19 +178,21 @@ def solve_max_min(p0, # one anchor distribution, shape (n,)
         best = value
     return MaxMinResult(np.exp(Lv), float(value), rounds, prob.solver_stats.num_iters)
 
-# %% ../nbs/04_watermark.ipynb #e8dbb036
+# %% ../nbs/04_watermark.ipynb #d816ccd1
 class EProcess:
-    "Online e-value detector, vectorised over sequences: log wealth, anytime p-value, stopping time."
+    "Online e-value detector, vectorised over sequences: log wealth, anytime p-value, stopping times."
     def __init__(self,
                  n_sequences: int = 1, # sequences tracked in parallel
-                 alpha: float = 0.01, # level at which `stopped` / `stopping_time` are reported
+                 alpha = 0.01, # a level, or an array of levels, at which stopping times are recorded
                 ):
-        self.alpha = float(check_alpha(alpha))
+        self.alpha = check_alpha(alpha)
+        self._thr = -np.log(np.atleast_1d(self.alpha))
         self.log_wealth = np.zeros(n_sequences)
         self.max_log_wealth = np.zeros(n_sequences)
         self.steps = np.zeros(n_sequences, dtype=np.int64)     # steps scored (skipped ones excluded)
         self.t = 0                                            # steps seen
-        self.stopping_time = np.full(n_sequences, -1, dtype=np.int64)   # step index (1-based) of stopping; -1 = not yet
+        self._stop = np.full((n_sequences, len(self._thr)), -1, dtype=np.int64)
+        self._stop_log_wealth = np.full((n_sequences, len(self._thr)), np.nan)
 
     def update(self,
                log_e, # per-sequence log e-values for this step, shape (n_sequences,)
@@ -206,8 +208,10 @@ class EProcess:
         self.steps += 1 if skip is None else ~np.asarray(skip, bool)
         self.log_wealth += le
         np.maximum(self.max_log_wealth, self.log_wealth, out=self.max_log_wealth)
-        new = (self.stopping_time < 0) & (self.log_wealth >= -np.log(self.alpha))
-        self.stopping_time[new] = self.t
+        new = (self._stop < 0) & (self.log_wealth[:, None] >= self._thr)
+        if new.any():
+            self._stop[new] = self.t
+            self._stop_log_wealth[new] = np.broadcast_to(self.log_wealth[:, None], new.shape)[new]
         return self
 
     def update_tokens(self, v, s, p0, delta: float, skip=None) -> "EProcess":
@@ -217,15 +221,27 @@ class EProcess:
         idx = np.arange(len(self.log_wealth))
         return self.update(le[idx, np.asarray(v), np.asarray(s)], skip)
 
+    def _shaped(self, x): return x[:, 0] if self.alpha.ndim == 0 else x
+
     @property
     def p_value(self) -> np.ndarray:
         "Anytime-valid p-value min(1, 1 / max wealth so far)."
         return np.minimum(1.0, np.exp(-self.max_log_wealth))
 
     @property
+    def stopping_time(self) -> np.ndarray:
+        "Step (1-based) at which the wealth first reached 1/alpha; -1 = not yet. Shape (n,) or (n, len(alpha))."
+        return self._shaped(self._stop)
+
+    @property
+    def overshoot(self) -> np.ndarray:
+        "log wealth at the stopping time minus log(1/alpha) (NaN where not stopped)."
+        return self._shaped(self._stop_log_wealth - self._thr)
+
+    @property
     def stopped(self) -> np.ndarray: return self.stopping_time >= 0
 
-# %% ../nbs/04_watermark.ipynb #24b8110c
+# %% ../nbs/04_watermark.ipynb #53eaa2ca
 def stopping_times(log_e, # log e-values, shape (n_sequences, T)
                    alpha, # one level or an array of levels
                   ) -> np.ndarray:
@@ -243,7 +259,7 @@ def stopping_time(log_e, alpha: float) -> np.ndarray:
     "First step at which the log wealth reaches log(1/alpha), per sequence (-1 if never)."
     return stopping_times(log_e, alpha)[:, 0]
 
-# %% ../nbs/04_watermark.ipynb #259081d7
+# %% ../nbs/04_watermark.ipynb #f0638743
 class SkipRule:
     "Predictable skip rule: skip steps with J*(p0) <= min_growth or a (context -> seed) already seen."
     def __init__(self, delta: float, # radius used for J*
