@@ -7,9 +7,9 @@ __all__ = ['ASSETS', 'SMOLLM2_SYSTEM', 'TINY_VOCAB', 'SPECIAL_TOKENS', 'TINY_MOD
            'asset_path', 'chatml_template', 'news_corpus_path', 'train_tiny_tokenizer', 'TinySpec', 'build_tiny_model',
            'build_smollm2', 'UnknownModelError', 'list_models', 'model_path', 'load_model']
 
-# %% ../nbs/01_models.ipynb #78dcd65c
+# %% ../nbs/01_models.ipynb #33a19311
 from .core import *
-import importlib.util, json, os, shutil, tempfile
+import hashlib, importlib.util, json, os, shutil, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
                           Qwen2Config, Qwen2ForCausalLM, GenerationConfig)
 from transformers.utils import logging as hf_logging
 
-# %% ../nbs/01_models.ipynb #29227f2b
+# %% ../nbs/01_models.ipynb #7940c644
 class AssetMissingError(ImportError):
     "A data or model package this feature needs is not installed."
 
@@ -37,7 +37,7 @@ def asset_path(package: str, # import name of the asset package, e.g. "llm_smoll
     if not path.exists(): raise AssetMissingError(f"{path} is missing from the installed {hint!r}")
     return path
 
-# %% ../nbs/01_models.ipynb #6fa70738
+# %% ../nbs/01_models.ipynb #3cb6c313
 def chatml_template(default_system: str | None = None, # system prompt used when the conversation has none
                    ) -> str:
     "ChatML template with Hermes-style `<tool_call>` rendering of OpenAI tool calls and a tools system block."
@@ -63,7 +63,7 @@ def chatml_template(default_system: str | None = None, # system prompt used when
 
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
-# %% ../nbs/01_models.ipynb #d16f0b1f
+# %% ../nbs/01_models.ipynb #fb0c0494
 TINY_VOCAB = 2048
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -87,7 +87,7 @@ def train_tiny_tokenizer(vocab_size: int = TINY_VOCAB, # total vocabulary includ
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=chatml_template(), model_max_length=2048)
 
-# %% ../nbs/01_models.ipynb #868b194c
+# %% ../nbs/01_models.ipynb #e3e33f8f
 @dataclass(frozen=True)
 class TinySpec:
     "Architecture of a tiny test model."
@@ -95,8 +95,8 @@ class TinySpec:
     hidden_size: int = 64
     intermediate_size: int = 256
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    num_attention_heads: int = 2 # head_dim 32: vLLM's CPU attention has no kernel for head_dim 16
+    num_key_value_heads: int = 1
     max_position_embeddings: int = 2048
     vocab_size: int = TINY_VOCAB
     init_seed: int = 0
@@ -115,7 +115,7 @@ def build_tiny_model(spec: TinySpec, tokenizer) -> torch.nn.Module:
         torch.manual_seed(spec.init_seed)
         return model_cls(cfg_cls(**kw)).float().eval()
 
-# %% ../nbs/01_models.ipynb #f4b4f2ad
+# %% ../nbs/01_models.ipynb #c0d810b4
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def build_smollm2() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
@@ -134,7 +134,7 @@ def build_smollm2() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     tok.chat_template = chatml_template(SMOLLM2_SYSTEM)
     return model.float().eval(), tok
 
-# %% ../nbs/01_models.ipynb #c0a038ac
+# %% ../nbs/01_models.ipynb #43f389d0
 class UnknownModelError(KeyError):
     "A model name that is neither registered nor a local model folder."
     def __str__(self): return self.args[0]
@@ -148,6 +148,11 @@ def _build(name: str):
     tok = train_tiny_tokenizer(TINY_MODELS[name].vocab_size)
     return build_tiny_model(TINY_MODELS[name], tok), tok
 
+def _build_key(name: str) -> str:
+    "Short hash of everything that determines a built model, so a changed spec or template never reuses a stale cache."
+    spec = TINY_MODELS[name] if name in TINY_MODELS else SMOLLM2_GGUF
+    return hashlib.sha256(repr((spec, chatml_template(SMOLLM2_SYSTEM), chatml_template())).encode()).hexdigest()[:10]
+
 def model_path(name: str, # a registered name (see `list_models`) or a local HF model folder
               ) -> Path:
     "A local HF-format folder (safetensors) for `name`, built once into the cache when needed."
@@ -155,7 +160,7 @@ def model_path(name: str, # a registered name (see `list_models`) or a local HF 
     if name not in list_models():
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())} "
                                 f"(or the path of a local Hugging Face model folder)")
-    dest = cache_dir("models")/name
+    dest = cache_dir("models")/f"{name}-{_build_key(name)}"
     if (dest/"config.json").exists(): return dest
     model, tok = _build(name)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{name}."))
