@@ -6,17 +6,16 @@
 __all__ = ['SamplingParams', 'Completion', 'Generation', 'SamplerError', 'Sampler', 'HFSampler', 'teacher_forced_logprobs',
            'require_vllm', 'VLLMSampler', 'OpenAISampler']
 
-# %% ../nbs/02_sampling.ipynb #31428db9
+# %% ../nbs/02_sampling.ipynb #7b6f60cd
 from .core import *
-import json, math
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
 
-# %% ../nbs/02_sampling.ipynb #99f50e4c
+# %% ../nbs/02_sampling.ipynb #0b409189
 @dataclass
 class SamplingParams:
     "How to sample: the subset of vLLM's `SamplingParams` all backends honour."
@@ -54,7 +53,7 @@ class Generation:
     prompt_token_ids: list[int]
     completions: list[Completion]
 
-# %% ../nbs/02_sampling.ipynb #c0a79b38
+# %% ../nbs/02_sampling.ipynb #a5a6ebe4
 class SamplerError(RuntimeError):
     "A backend failed to produce completions."
 
@@ -123,7 +122,7 @@ class Sampler(ABC):
             ids |= set(gc.eos_token_id if isinstance(gc.eos_token_id, list) else [gc.eos_token_id])
         return {i for i in ids if i is not None}
 
-# %% ../nbs/02_sampling.ipynb #aaccad89
+# %% ../nbs/02_sampling.ipynb #e99bc1e8
 class HFSampler(Sampler):
     "Sampling with transformers `generate` (batched, left-padded, KV cache), on CPU or CUDA."
     def __init__(self,
@@ -170,7 +169,7 @@ class HFSampler(Sampler):
                 out.append([self.finish(new[i*params.n+j], lp[i*params.n+j], params) for j in range(params.n)])
         return out
 
-# %% ../nbs/02_sampling.ipynb #0e3db331
+# %% ../nbs/02_sampling.ipynb #d58467c1
 @torch.inference_mode()
 def teacher_forced_logprobs(model, # causal LM
                             prompt_ids: list[int], completion_ids: list[int],
@@ -180,7 +179,7 @@ def teacher_forced_logprobs(model, # causal LM
     logits = model(ids).logits[0, len(prompt_ids)-1:-1].float()
     return torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None])[:, 0].cpu()
 
-# %% ../nbs/02_sampling.ipynb #ba310448
+# %% ../nbs/02_sampling.ipynb #aa62efd3
 def require_vllm():
     "Import vllm or explain how to get it."
     try:
@@ -216,7 +215,7 @@ class VLLMSampler(Sampler):
                              "length" if c.finish_reason == "length" else "stop")
                  for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
 
-# %% ../nbs/02_sampling.ipynb #1faa19c1
+# %% ../nbs/02_sampling.ipynb #0ed422d2
 class OpenAISampler(Sampler):
     "Sampling through an OpenAI-compatible completions endpoint (e.g. `vllm serve`)."
     def __init__(self,
