@@ -7,14 +7,14 @@ __all__ = ['OFFLINE_ENV', 'Device', 'SCALES', 'MANIFEST_PACKAGES', 'set_seed', '
            'project_root', 'results_dir', 'figures_dir', 'cache_dir', 'atomic_path', 'save_json', 'save_csv',
            'package_versions', 'git_commit', 'device_name', 'Run', 'ParameterError', 'check_param']
 
-# %% ../nbs/00_core.ipynb #a10be1b0
+# %% ../nbs/00_core.ipynb #a443e124
 import os
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "TOKENIZERS_PARALLELISM": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
 for _k, _v in OFFLINE_ENV.items(): os.environ.setdefault(_k, _v)
 
-# %% ../nbs/00_core.ipynb #7ccae8f7
+# %% ../nbs/00_core.ipynb #aa0128ff
 import contextlib, json, random, subprocess, tempfile, time, platform
 from datetime import datetime, timezone
 from importlib import metadata
@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #76db7752
+# %% ../nbs/00_core.ipynb #849ae829
 def set_seed(seed: int, # seed for `random`, numpy and torch (CPU and every CUDA device)
              deterministic: bool = False, # also ask torch for deterministic kernels (slower on GPU)
             ) -> int:
@@ -39,7 +39,7 @@ def set_seed(seed: int, # seed for `random`, numpy and torch (CPU and every CUDA
         torch.backends.cudnn.benchmark = False
     return int(seed)
 
-# %% ../nbs/00_core.ipynb #0562f2d8
+# %% ../nbs/00_core.ipynb #7f42dc70
 class DeviceError(RuntimeError):
     "A device was requested that this machine does not have."
 
@@ -57,7 +57,7 @@ def get_device(device: str = "auto", # "auto" (CUDA when present), "cpu", "cuda"
                           f"(torch {torch.__version__}); use device='cpu' or 'auto'")
     return torch.device(device)
 
-# %% ../nbs/00_core.ipynb #df517f4c
+# %% ../nbs/00_core.ipynb #5f8b2261
 def configure_threads(n: int | None = None, # torch intra-op threads; default: $PIVOTRL_NB_THREADS or all cores
                      ) -> int:
     "Set torch's CPU thread count (small CPUs: one process, all cores) and return it."
@@ -66,7 +66,7 @@ def configure_threads(n: int | None = None, # torch intra-op threads; default: $
     torch.set_num_threads(n)
     return n
 
-# %% ../nbs/00_core.ipynb #4fd5af40
+# %% ../nbs/00_core.ipynb #ebd7ca66
 def project_root() -> Path:
     "The folder holding `settings.ini` (from `$PIVOTRL_NB_ROOT` or the working directory upwards)."
     if env := os.environ.get("PIVOTRL_NB_ROOT"): return Path(env).resolve()
@@ -89,7 +89,7 @@ def cache_dir(*parts: str) -> Path:
     base = Path(os.environ.get("PIVOTRL_NB_CACHE") or user_cache_dir("pivotrl-nb"))
     p = base.joinpath(*parts); p.mkdir(parents=True, exist_ok=True); return p
 
-# %% ../nbs/00_core.ipynb #9577af36
+# %% ../nbs/00_core.ipynb #26966b0a
 @contextlib.contextmanager
 def atomic_path(path: str | Path, # final destination; its folder is created
                ):
@@ -121,7 +121,7 @@ def save_csv(df, path: str | Path) -> Path:
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
 
-# %% ../nbs/00_core.ipynb #4b8d4de7
+# %% ../nbs/00_core.ipynb #a913c42c
 SCALES = ("cpu", "gpu")
 MANIFEST_PACKAGES = ("pivotrl-nb", "torch", "transformers", "tokenizers", "datasets", "accelerate", "numpy",
                      "pandas", "scipy", "statsmodels", "matplotlib", "vllm", "papermill", "nbdev", "execnb")
@@ -135,12 +135,13 @@ def package_versions(names=MANIFEST_PACKAGES) -> dict[str, str | None]:
     return out
 
 def git_commit(path: str | Path | None = None) -> str | None:
-    "The current git commit of the project (with '+dirty' if the tree has changes), or None."
+    "The current git commit, with '+dirty' when code differs from it (results/, figures/ and README.md, which runs rewrite, excluded)."
     cwd = path or project_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if sha.returncode: return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results",
+                                ":!figures", ":!README.md"], cwd=cwd,
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired): return None
@@ -150,7 +151,7 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda": return torch.cuda.get_device_name(device)
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
-# %% ../nbs/00_core.ipynb #ffbc408b
+# %% ../nbs/00_core.ipynb #f402d50f
 class Run:
     "Seeded, timed run of one reproduction notebook; saves results and figures with a manifest."
     def __init__(self,
@@ -203,7 +204,7 @@ class Run:
             self._saved(path)
         return figures_dir()/f"{stem}.png"
 
-# %% ../nbs/00_core.ipynb #91e0f1f3
+# %% ../nbs/00_core.ipynb #236ce34e
 class ParameterError(ValueError):
     "A notebook or config parameter has the wrong type or is out of range."
 
