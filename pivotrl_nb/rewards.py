@@ -10,15 +10,15 @@ __all__ = ['PARSE_ERRORS', 'NO_ACTION', 'PARSE_ERROR', 'EXPECTED_MESSAGE_GOT_TOO
            'VerifierConfig', 'tool_schemas', 'normalize_arguments', 'strings_equivalent', 'compare_values',
            'compare_call', 'functional_reward', 'strict_reward']
 
-# %% ../nbs/05_rewards.ipynb #809e585b
+# %% ../nbs/05_rewards.ipynb #1602c2bb
 from .core import *
 import ast, difflib, json, re
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-# %% ../nbs/05_rewards.ipynb #37c59761
+# %% ../nbs/05_rewards.ipynb #39e1236e
 @dataclass
 class Action:
     "One assistant turn in canonical form: a message, tool calls, or nothing; with a parse error if malformed."
@@ -49,17 +49,11 @@ class Action:
             calls.append({"name": fn.get("name"), "arguments": args if isinstance(args, str) else json.dumps(args)})
         return cls(msg.get("content"), calls)
 
-# %% ../nbs/05_rewards.ipynb #f70368d8
+# %% ../nbs/05_rewards.ipynb #c6ea52aa
 PARSE_ERRORS = ("not_utf8", "too_large", "malformed_tool_call", "unparsable_call_syntax", "unclosed_think")
 _TOOL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 _THINK_RE = re.compile(r"<think>(.*?)</think>", re.S)
 _FENCE_RE = re.compile(r"^```(?:json|python|tool_code)?\s*(.*?)\s*```$", re.S)
-
-def _depth(o, limit: int, d: int = 0) -> int:
-    if d > limit: return d
-    if isinstance(o, dict): return max([_depth(v, limit, d + 1) for v in o.values()], default=d + 1)
-    if isinstance(o, list): return max([_depth(v, limit, d + 1) for v in o], default=d + 1)
-    return d
 
 def _loads(s: str, max_depth: int):
     "json.loads that refuses deep nesting before recursing into it."
@@ -93,7 +87,7 @@ def _python_calls(src: str) -> list[dict]:
     return calls
 
 def parse_action(text: str | bytes, # raw completion text
-                 tools: list[dict] | None = None, # OpenAI tool schemas (unused for parsing; kept for symmetry)
+                 tools: list[dict] | None = None, # OpenAI tool schemas (part of the API; parsing itself does not need them yet)
                  fmt: str = "auto", # "auto" | "hermes" | "json" | "python" | "message"
                  max_chars: int = 100_000, # longer output is a parse error
                  max_depth: int = 64, # deeper JSON is a parse error
@@ -132,11 +126,11 @@ def parse_action(text: str | bytes, # raw completion text
                 if fmt == "python": raise
                 return Action(parse_error="unparsable_call_syntax", reasoning=reasoning)
         return Action(text or None, reasoning=reasoning)
-    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError) as e:
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
         err = "unparsable_call_syntax" if fmt == "python" else "malformed_tool_call"
         return Action(parse_error=err, reasoning=reasoning)
 
-# %% ../nbs/05_rewards.ipynb #701f8159
+# %% ../nbs/05_rewards.ipynb #cfd7f645
 NO_ACTION = "no_action"
 PARSE_ERROR = "parse_error"
 EXPECTED_MESSAGE_GOT_TOOL_CALL = "expected_message_got_tool_call"
@@ -162,7 +156,7 @@ class Reward:
     category: str # one of the category constants
     detail: str = "" # e.g. the argument path that differs
 
-# %% ../nbs/05_rewards.ipynb #3d648356
+# %% ../nbs/05_rewards.ipynb #5f5753bd
 @dataclass(frozen=True)
 class VerifierConfig:
     "How `functional_reward` decides equivalence."
@@ -186,7 +180,7 @@ PRESETS = {"conversational": VerifierConfig(string_threshold=0.1),
            "search": VerifierConfig(string_threshold=0.3),
            "bfcl": VerifierConfig(string_metric="normalized")}
 
-# %% ../nbs/05_rewards.ipynb #8373b224
+# %% ../nbs/05_rewards.ipynb #f2a23b14
 def tool_schemas(tools: list[dict] | None) -> dict[str, dict]:
     "name -> JSON schema of the parameters, from OpenAI tool definitions (or bare function dicts)."
     out = {}
@@ -219,7 +213,7 @@ def normalize_arguments(args: dict, schema: dict) -> dict:
         out[k] = v
     return out
 
-# %% ../nbs/05_rewards.ipynb #6b864a38
+# %% ../nbs/05_rewards.ipynb #7117c692
 def _words(s: str) -> Counter: return Counter(s.lower().split())
 def _bfcl_std(s: str) -> str: return re.sub(r"[ ,./\-_*^]", "", s).lower().replace("'", '"')
 
@@ -256,7 +250,7 @@ def compare_values(a, e, config: VerifierConfig, path: str = "", depth: int = 0)
     else: ok = a == e
     return (EQUIVALENT, "") if ok else (ARGUMENT_VALUE_DIFFERS, path)
 
-# %% ../nbs/05_rewards.ipynb #94ce6b8e
+# %% ../nbs/05_rewards.ipynb #996d7c59
 def _as_action(a) -> Action:
     if isinstance(a, Action): return a
     if isinstance(a, dict): return Action.from_message(a)
