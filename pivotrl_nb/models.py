@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['ASSETS', 'SMOLLM2_SYSTEM', 'TINY_VOCAB', 'SPECIAL_TOKENS', 'TINY_MODELS', 'SMOLLM2_GGUF', 'AssetMissingError',
            'asset_path', 'chatml_template', 'news_corpus_path', 'train_tiny_tokenizer', 'TinySpec', 'build_tiny_model',
-           'build_smollm2', 'UnknownModelError', 'list_models', 'model_path', 'load_model']
+           'build_smollm2', 'UnknownModelError', 'list_models', 'model_path', 'load_tokenizer', 'load_model']
 
-# %% ../nbs/01_models.ipynb #31a1a3cc
+# %% ../nbs/01_models.ipynb #79043652
 from .core import *
 import hashlib, importlib.util, json, os, shutil, tempfile
 from dataclasses import dataclass
@@ -17,7 +17,7 @@ import torch
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
                           Qwen2Config, Qwen2ForCausalLM, GenerationConfig)
 
-# %% ../nbs/01_models.ipynb #89d478c1
+# %% ../nbs/01_models.ipynb #aaa9a360
 class AssetMissingError(ImportError):
     "A data or model package this feature needs is not installed."
 
@@ -36,7 +36,7 @@ def asset_path(package: str, # import name of the asset package, e.g. "llm_smoll
     if not path.exists(): raise AssetMissingError(f"{path} is missing from the installed {hint!r}")
     return path
 
-# %% ../nbs/01_models.ipynb #f2bf01a9
+# %% ../nbs/01_models.ipynb #81563cf5
 def chatml_template(default_system: str | None = None, # system prompt used when the conversation has none
                    ) -> str:
     "ChatML template with Hermes-style `<tool_call>` rendering of OpenAI tool calls and a tools system block."
@@ -62,7 +62,7 @@ def chatml_template(default_system: str | None = None, # system prompt used when
 
 SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
-# %% ../nbs/01_models.ipynb #1f3e9b44
+# %% ../nbs/01_models.ipynb #ed3c5c6a
 TINY_VOCAB = 2048
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
@@ -86,7 +86,7 @@ def train_tiny_tokenizer(vocab_size: int = TINY_VOCAB, # total vocabulary includ
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=chatml_template(), model_max_length=2048)
 
-# %% ../nbs/01_models.ipynb #e6c33b15
+# %% ../nbs/01_models.ipynb #409e892b
 @dataclass(frozen=True)
 class TinySpec:
     "Architecture of a tiny test model."
@@ -114,7 +114,7 @@ def build_tiny_model(spec: TinySpec, tokenizer) -> torch.nn.Module:
         torch.manual_seed(spec.init_seed)
         return model_cls(cfg_cls(**kw)).float().eval()
 
-# %% ../nbs/01_models.ipynb #39ba2be9
+# %% ../nbs/01_models.ipynb #a3f3786f
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def build_smollm2() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
@@ -133,7 +133,7 @@ def build_smollm2() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     tok.chat_template = chatml_template(SMOLLM2_SYSTEM)
     return model.float().eval(), tok
 
-# %% ../nbs/01_models.ipynb #e8d163f4
+# %% ../nbs/01_models.ipynb #10151588
 class UnknownModelError(KeyError):
     "A model name that is neither registered nor a local model folder."
     def __str__(self): return self.args[0]
@@ -171,14 +171,18 @@ def model_path(name: str, # a registered name (see `list_models`) or a local HF 
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
+def load_tokenizer(name: str, # a registered name (see `list_models`) or a local HF model folder
+                  ) -> PreTrainedTokenizerFast:
+    "The model's tokenizer (with our chat template), left-padding for batched generation."
+    tok = AutoTokenizer.from_pretrained(model_path(name))
+    tok.padding_side = "left"
+    return tok
+
 def load_model(name: str, # a registered name (see `list_models`) or a local HF model folder
                device: str = "auto", # "auto" | "cpu" | "cuda"
                dtype: torch.dtype = torch.float32, # weights dtype (bfloat16 is good on a GPU)
               ) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     "Load a causal LM (eval mode, on `device`) and its tokenizer, offline."
     dev = get_device(device)
-    path = model_path(name)
-    tok = AutoTokenizer.from_pretrained(path)
-    tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(dev).eval()
-    return model, tok
+    model = AutoModelForCausalLM.from_pretrained(model_path(name), dtype=dtype).to(dev).eval()
+    return model, load_tokenizer(name)

@@ -6,7 +6,7 @@
 __all__ = ['README_START', 'README_END', 'NotebookSpec', 'repro_dir', 'load_manifest', 'notebook_parameters', 'check_parameters',
            'NotebookError', 'available_backends', 'execute_notebook', 'update_readme', 'run', 'main']
 
-# %% ../nbs/03_reproduce.ipynb #61e60b97
+# %% ../nbs/03_reproduce.ipynb #0fad7b45
 from .core import *
 import argparse, ast, importlib.util, json, os, sys, time, tomllib
 from dataclasses import dataclass, field
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-# %% ../nbs/03_reproduce.ipynb #61c150fc
+# %% ../nbs/03_reproduce.ipynb #bdbbd624
 @dataclass
 class NotebookSpec:
     "One reproduction notebook and its parameters per scale."
@@ -46,7 +46,7 @@ def load_manifest(path: str | Path | None = None, # default: nbs/repro/manifest.
         specs[name] = NotebookSpec(name, nb, d.get("description", ""), {s: d.get(s, {}) for s in SCALES})
     return specs
 
-# %% ../nbs/03_reproduce.ipynb #c35c0903
+# %% ../nbs/03_reproduce.ipynb #a31263af
 def notebook_parameters(path: str | Path) -> dict:
     "Defaults of the notebook's `parameters`-tagged cell, read without executing it."
     nb = json.loads(Path(path).read_text())
@@ -79,7 +79,7 @@ def check_parameters(path: str | Path, params: dict):
             raise ParameterError(f"{Path(path).name}: parameter {k!r} expects {type(defaults[k]).__name__} "
                                  f"like {defaults[k]!r}, got {type(v).__name__} {v!r}")
 
-# %% ../nbs/03_reproduce.ipynb #28c834b4
+# %% ../nbs/03_reproduce.ipynb #627a8b34
 class NotebookError(RuntimeError):
     "A reproduction notebook raised: names the notebook, the cell and the error."
     def __init__(self, notebook, cell: int, ename: str, evalue: str, executed=None):
@@ -137,7 +137,7 @@ def execute_notebook(src: str | Path, # notebook to run
     (_papermill if backend == "papermill" else _execnb)(src, dst, params)
     return backend
 
-# %% ../nbs/03_reproduce.ipynb #7243d16a
+# %% ../nbs/03_reproduce.ipynb #4d4c2211
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 def update_readme(specs: dict[str, NotebookSpec], readme: Path | None = None) -> bool:
@@ -147,7 +147,7 @@ def update_readme(specs: dict[str, NotebookSpec], readme: Path | None = None) ->
     text = readme.read_text()
     if README_START not in text or README_END not in text: return False
     parts = []
-    for name, spec in specs.items():
+    for name in specs:
         for scale in SCALES:
             f = project_root()/"results"/name/scale/"summary.md"
             if f.exists(): parts.append(f.read_text().strip())
@@ -189,7 +189,7 @@ def run(names: list[str] | None = None, # notebooks to run (default: all, in man
     if readme: update_readme(specs)
     return records
 
-# %% ../nbs/03_reproduce.ipynb #98aa8add
+# %% ../nbs/03_reproduce.ipynb #c2dc7a07
 def _parse_override(s: str) -> tuple[str, object]:
     if "=" not in s: raise ParameterError(f"-p expects KEY=VALUE, got {s!r}")
     k, v = s.split("=", 1)

@@ -6,7 +6,7 @@
 __all__ = ['SamplingParams', 'Completion', 'Generation', 'SamplerError', 'Sampler', 'HFSampler', 'teacher_forced_logprobs',
            'require_vllm', 'VLLMSampler', 'OpenAISampler']
 
-# %% ../nbs/02_sampling.ipynb #7b6f60cd
+# %% ../nbs/02_sampling.ipynb #40128e80
 from .core import *
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-# %% ../nbs/02_sampling.ipynb #0b409189
+# %% ../nbs/02_sampling.ipynb #11575d22
 @dataclass
 class SamplingParams:
     "How to sample: the subset of vLLM's `SamplingParams` all backends honour."
@@ -53,7 +53,7 @@ class Generation:
     prompt_token_ids: list[int]
     completions: list[Completion]
 
-# %% ../nbs/02_sampling.ipynb #a5a6ebe4
+# %% ../nbs/02_sampling.ipynb #4763317d
 class SamplerError(RuntimeError):
     "A backend failed to produce completions."
 
@@ -122,7 +122,7 @@ class Sampler(ABC):
             ids |= set(gc.eos_token_id if isinstance(gc.eos_token_id, list) else [gc.eos_token_id])
         return {i for i in ids if i is not None}
 
-# %% ../nbs/02_sampling.ipynb #e99bc1e8
+# %% ../nbs/02_sampling.ipynb #ca6b81e6
 class HFSampler(Sampler):
     "Sampling with transformers `generate` (batched, left-padded, KV cache), on CPU or CUDA."
     def __init__(self,
@@ -169,7 +169,7 @@ class HFSampler(Sampler):
                 out.append([self.finish(new[i*params.n+j], lp[i*params.n+j], params) for j in range(params.n)])
         return out
 
-# %% ../nbs/02_sampling.ipynb #d58467c1
+# %% ../nbs/02_sampling.ipynb #95e18b68
 @torch.inference_mode()
 def teacher_forced_logprobs(model, # causal LM
                             prompt_ids: list[int], completion_ids: list[int],
@@ -179,7 +179,7 @@ def teacher_forced_logprobs(model, # causal LM
     logits = model(ids).logits[0, len(prompt_ids)-1:-1].float()
     return torch.log_softmax(logits, -1).gather(-1, ids[0, len(prompt_ids):, None])[:, 0].cpu()
 
-# %% ../nbs/02_sampling.ipynb #aa62efd3
+# %% ../nbs/02_sampling.ipynb #1a3f5ec7
 def require_vllm():
     "Import vllm or explain how to get it."
     try:
@@ -197,10 +197,9 @@ class VLLMSampler(Sampler):
                  **llm_kwargs, # passed to `vllm.LLM` (dtype, gpu_memory_utilization, tensor_parallel_size, ...)
                 ):
         vllm = require_vllm()
-        from pivotrl_nb.models import model_path
-        from transformers import AutoTokenizer
+        from pivotrl_nb.models import load_tokenizer, model_path
         path = str(model_path(model))
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer = load_tokenizer(path)
         self.progress = progress
         self.llm = vllm.LLM(model=path, tokenizer=path, **{"dtype": "float32", "seed": 0, **llm_kwargs})
 
@@ -215,7 +214,7 @@ class VLLMSampler(Sampler):
                              "length" if c.finish_reason == "length" else "stop")
                  for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
 
-# %% ../nbs/02_sampling.ipynb #0ed422d2
+# %% ../nbs/02_sampling.ipynb #f00aae41
 class OpenAISampler(Sampler):
     "Sampling through an OpenAI-compatible completions endpoint (e.g. `vllm serve`)."
     def __init__(self,
@@ -228,9 +227,8 @@ class OpenAISampler(Sampler):
                  progress: bool = True,
                 ):
         if isinstance(tokenizer, str):
-            from transformers import AutoTokenizer
-            from pivotrl_nb.models import model_path
-            tokenizer = AutoTokenizer.from_pretrained(model_path(tokenizer))
+            from pivotrl_nb.models import load_tokenizer
+            tokenizer = load_tokenizer(tokenizer)
         self.base_url, self.model, self.tokenizer = base_url.rstrip("/"), model, tokenizer
         self.api_key, self.timeout, self.max_workers, self.progress = api_key, timeout, max_workers, progress
 

@@ -4,18 +4,18 @@
 
 # %% auto #0
 __all__ = ['check_p0', 'check_delta', 'check_alpha', 'log_optimal_e_value', 'optimal_e_value', 'entropy', 'nu_delta',
-           'growth_rate', 'maximal_coupling', 'keyed_uniforms', 'hashed_partition', 'class_coupling_step',
-           'MaxMinResult', 'ball_vertices', 'best_coupling', 'solve_max_min', 'EProcess', 'stopping_times',
-           'stopping_time', 'SkipRule']
+           'growth_rate', 'maximal_coupling', 'maximal_coupling_joint', 'keyed_uniforms', 'hashed_partition',
+           'class_coupling_step', 'MaxMinResult', 'ball_vertices', 'best_coupling', 'solve_max_min', 'EProcess',
+           'stopping_times', 'stopping_time', 'SkipRule']
 
-# %% ../nbs/04_watermark.ipynb #c7b28be2
+# %% ../nbs/04_watermark.ipynb #1601d93e
 from .core import *
 import hashlib, itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-# %% ../nbs/04_watermark.ipynb #4628a776
+# %% ../nbs/04_watermark.ipynb #fd2964b0
 def check_p0(p0, # anchor distribution(s), shape (..., n) with n >= 2
              name: str = "p0", atol: float = 1e-6) -> np.ndarray:
     "`p0` as a float array, or a `ValueError` saying why it is not a distribution."
@@ -37,7 +37,7 @@ def check_alpha(alpha) -> np.ndarray:
     if np.any(~(a > 0) | ~(a < 1)): raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
     return a
 
-# %% ../nbs/04_watermark.ipynb #94331e8e
+# %% ../nbs/04_watermark.ipynb #127a6775
 def log_optimal_e_value(p0, # anchor(s), shape (..., n)
                         delta: float, # l1 robustness radius in (0, 2)
                         strict: bool = True, # require min p0 >= delta/2 (where the closed form is the max-min optimum)
@@ -57,7 +57,7 @@ def optimal_e_value(p0, delta: float, strict: bool = True) -> np.ndarray:
     "e*[..., v, s] of Theorem 4.1 (token v, seed s), shape (..., n, n)."
     return np.exp(log_optimal_e_value(p0, delta, strict))
 
-# %% ../nbs/04_watermark.ipynb #f08a98f9
+# %% ../nbs/04_watermark.ipynb #8b8c5cb0
 def entropy(p, axis: int = -1) -> np.ndarray:
     "Shannon entropy in nats (0 log 0 = 0)."
     p = np.asarray(p, dtype=np.float64)
@@ -75,7 +75,7 @@ def growth_rate(p0, # anchor(s), shape (..., n)
     p = check_p0(p0)
     return entropy(p) - entropy(nu_delta(p.shape[-1], delta))
 
-# %% ../nbs/04_watermark.ipynb #94d9ae0b
+# %% ../nbs/04_watermark.ipynb #bbb7d1b2
 def _categorical(p: np.ndarray, u: np.ndarray) -> np.ndarray:
     "Inverse-CDF draw of one index per row of `p` from uniforms `u`."
     c = np.cumsum(p, -1)
@@ -99,7 +99,16 @@ def maximal_coupling(p0, # anchor(s), shape (B, n) or (n,)
     v = np.where(keep, s, v_res)
     return (v, s) if p.ndim == 2 else (v[0], s[0])
 
-# %% ../nbs/04_watermark.ipynb #9f98b842
+# %% ../nbs/04_watermark.ipynb #322f6498
+def maximal_coupling_joint(p0, q) -> np.ndarray:
+    "The joint law w[v, s] that `maximal_coupling` samples: min(p0, q) on the diagonal, residuals off it."
+    p, qq = check_p0(p0), check_p0(q, "q")
+    if p.shape != qq.shape or p.ndim != 1: raise ValueError(f"p0 and q must be two vectors of one shape, got {p.shape} and {qq.shape}")
+    give, take = np.clip(p - qq, 0, None), np.clip(qq - p, 0, None)
+    w = np.diag(np.minimum(p, qq))
+    return w + np.outer(take, give) / give.sum() if give.sum() > 0 else w
+
+# %% ../nbs/04_watermark.ipynb #aca2dc10
 def keyed_uniforms(key: int | str, # secret watermark key
                    context, # a sequence of ints (the hashed context window), or bytes/str
                    size: int = 1, # how many uniforms
@@ -129,7 +138,7 @@ def class_coupling_step(p0, # anchor distribution over the vocabulary, shape (V,
     token = int(_categorical(qc[None], rng.random(1))[0])
     return token, int(cls), int(seed_cls), P0
 
-# %% ../nbs/04_watermark.ipynb #45a805fd
+# %% ../nbs/04_watermark.ipynb #17bcec66
 @dataclass
 class MaxMinResult:
     "Numerical solution of the e-value max-min problem."
@@ -178,7 +187,7 @@ def solve_max_min(p0, # one anchor distribution, shape (n,)
         best = value
     return MaxMinResult(np.exp(Lv), float(value), rounds, prob.solver_stats.num_iters)
 
-# %% ../nbs/04_watermark.ipynb #d816ccd1
+# %% ../nbs/04_watermark.ipynb #a27622bf
 class EProcess:
     "Online e-value detector, vectorised over sequences: log wealth, anytime p-value, stopping times."
     def __init__(self,
@@ -241,7 +250,7 @@ class EProcess:
     @property
     def stopped(self) -> np.ndarray: return self.stopping_time >= 0
 
-# %% ../nbs/04_watermark.ipynb #53eaa2ca
+# %% ../nbs/04_watermark.ipynb #11fe19fd
 def stopping_times(log_e, # log e-values, shape (n_sequences, T)
                    alpha, # one level or an array of levels
                   ) -> np.ndarray:
@@ -259,7 +268,7 @@ def stopping_time(log_e, alpha: float) -> np.ndarray:
     "First step at which the log wealth reaches log(1/alpha), per sequence (-1 if never)."
     return stopping_times(log_e, alpha)[:, 0]
 
-# %% ../nbs/04_watermark.ipynb #f0638743
+# %% ../nbs/04_watermark.ipynb #016697a6
 class SkipRule:
     "Predictable skip rule: skip steps with J*(p0) <= min_growth or a (context -> seed) already seen."
     def __init__(self, delta: float, # radius used for J*
