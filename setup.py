@@ -34,7 +34,7 @@ setuptools.setup(
     packages = setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
     include_package_data = True,
     install_requires = requirements,
-    extras_require = {'dev': dev_requirements, 'gpu': shlex.split(cfg.get('vllm_requirements', ''))},
+    extras_require = {'dev': dev_requirements, 'oracles': shlex.split(cfg.get('oracle_requirements', '')), 'gpu': shlex.split(cfg.get('vllm_requirements', ''))},
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

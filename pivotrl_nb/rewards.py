@@ -6,8 +6,8 @@
 __all__ = ['PARSE_ERRORS', 'NO_ACTION', 'PARSE_ERROR', 'EXPECTED_MESSAGE_GOT_TOOL_CALL', 'EXPECTED_TOOL_CALL_GOT_MESSAGE',
            'WRONG_TOOL', 'UNKNOWN_TOOL', 'ARGUMENT_DECODE_ERROR', 'MISSING_ARGUMENT', 'EXTRA_ARGUMENT',
            'ARGUMENT_TYPE_DIFFERS', 'ARGUMENT_VALUE_DIFFERS', 'ARGUMENT_TOO_DEEP', 'WRONG_NUMBER_OF_CALLS',
-           'EQUIVALENT', 'MESSAGE_SENT', 'EXACT_MATCH', 'NOT_EXACT', 'PRESETS', 'Action', 'parse_action', 'Reward',
-           'VerifierConfig', 'tool_schemas', 'normalize_arguments', 'strings_equivalent', 'compare_values',
+           'EQUIVALENT', 'MESSAGE_SENT', 'EXACT_MATCH', 'NOT_EXACT', 'PRESETS', 'Action', 'tool_schemas',
+           'parse_action', 'Reward', 'VerifierConfig', 'normalize_arguments', 'strings_equivalent', 'compare_values',
            'compare_call', 'functional_reward', 'strict_reward']
 
 # %% ../nbs/05_rewards.ipynb #1602c2bb
@@ -72,22 +72,33 @@ def _call_from_obj(o) -> dict:
     if not isinstance(args, dict): raise ValueError("tool-call arguments must be an object")
     return {"name": o["name"], "arguments": json.dumps(args, ensure_ascii=False)}
 
-def _python_calls(src: str) -> list[dict]:
+def tool_schemas(tools: list[dict] | None) -> dict[str, dict]:
+    "name -> JSON schema of the parameters, from OpenAI tool definitions (or bare function dicts)."
+    out = {}
+    for t in tools or []:
+        fn = t.get("function", t)
+        if isinstance(fn, dict) and "name" in fn: out[fn["name"]] = fn.get("parameters") or {}
+    return out
+
+def _python_calls(src: str, schemas: dict | None = None) -> list[dict]:
     "BFCL's `[f(a=1), g(b='x')]` or `f(a=1)`: parsed with ast, literals only, never evaluated."
     tree = ast.parse(src.strip(), mode="eval").body
     nodes = tree.elts if isinstance(tree, (ast.List, ast.Tuple)) else [tree]
     calls = []
     for n in nodes:
         if not isinstance(n, ast.Call): raise ValueError("not a function call")
-        if n.args: raise ValueError("positional arguments are not supported; use keywords")
         name = ast.unparse(n.func)
         if not re.fullmatch(r"[A-Za-z_][\w.]*", name): raise ValueError(f"bad function name {name!r}")
         args = {k.arg: ast.literal_eval(k.value) for k in n.keywords if k.arg is not None}
+        if n.args:   # positional: named by the schema's parameter order (BFCL's gold writes `sort('a.txt')`)
+            order = list((schemas or {}).get(name, {}).get("properties", {}))
+            if len(n.args) > len(order): raise ValueError(f"positional arguments of {name!r} need its tool schema")
+            args = {**{k: ast.literal_eval(v) for k, v in zip(order, n.args)}, **args}
         calls.append({"name": name, "arguments": json.dumps(args, ensure_ascii=False)})
     return calls
 
 def parse_action(text: str | bytes, # raw completion text
-                 tools: list[dict] | None = None, # OpenAI tool schemas (part of the API; parsing itself does not need them yet)
+                 tools: list[dict] | None = None, # OpenAI tool schemas: name positional arguments of Python-syntax calls
                  fmt: str = "auto", # "auto" | "hermes" | "json" | "python" | "message"
                  max_chars: int = 100_000, # longer output is a parse error
                  max_depth: int = 64, # deeper JSON is a parse error
@@ -121,7 +132,7 @@ def parse_action(text: str | bytes, # raw completion text
                 objs = o if isinstance(o, list) else [o]
                 return Action(None, [_call_from_obj(x) for x in objs], reasoning=reasoning)
         if fmt in ("auto", "python") and re.match(r"^\[?\s*[A-Za-z_][\w.]*\s*\(", body):
-            try: return Action(None, _python_calls(body), reasoning=reasoning)
+            try: return Action(None, _python_calls(body, tool_schemas(tools)), reasoning=reasoning)
             except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
                 if fmt == "python": raise
                 return Action(parse_error="unparsable_call_syntax", reasoning=reasoning)
@@ -181,14 +192,6 @@ PRESETS = {"conversational": VerifierConfig(string_threshold=0.1),
            "bfcl": VerifierConfig(string_metric="normalized")}
 
 # %% ../nbs/05_rewards.ipynb #f2a23b14
-def tool_schemas(tools: list[dict] | None) -> dict[str, dict]:
-    "name -> JSON schema of the parameters, from OpenAI tool definitions (or bare function dicts)."
-    out = {}
-    for t in tools or []:
-        fn = t.get("function", t)
-        if isinstance(fn, dict) and "name" in fn: out[fn["name"]] = fn.get("parameters") or {}
-    return out
-
 def _norm_value(v, schema: dict):
     t = {"float": "number", "dict": "object", "tuple": "array"}.get(schema.get("type"), schema.get("type"))  # BFCL's type names
     if t == "number" and isinstance(v, int) and not isinstance(v, bool): return float(v)
