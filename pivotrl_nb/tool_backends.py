@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['TAU2_WRITE_TOOLS', 'BFCL_CLASSES', 'UnknownBackendError', 'ToolBackend', 'first_difference', 'Tau2Backend',
-           'BFCLBackend', 'bfcl_entries', 'make_backend', 'snapshot_key', 'Worker', 'serve']
+           'BFCLBackend', 'bfcl_entries', 'canonical_observation', 'same_observations', 'make_backend', 'snapshot_key',
+           'Worker', 'serve']
 
 # %% ../nbs/05a_tool_backends.ipynb #4b95c7dd
 import contextlib, copy, hashlib, importlib, inspect, json, pickle, sys
@@ -145,6 +146,22 @@ def bfcl_entries(category: str = "multi_turn_base") -> tuple[list[dict], list[di
     return read(d / f"BFCL_v4_{category}.json"), read(d / "possible_answer" / f"BFCL_v4_{category}.json")
 
 # %% ../nbs/05a_tool_backends.ipynb #754fb1d3
+def _canon(x):
+    if isinstance(x, float) and x.is_integer(): return int(x)
+    if isinstance(x, dict): return {k: _canon(v) for k, v in x.items()}
+    if isinstance(x, list): return [_canon(v) for v in x]
+    return x
+
+def canonical_observation(obs: str) -> str:
+    "An observation with JSON parsed and re-serialised canonically (integral floats as ints, sorted keys)."
+    try: return json.dumps(_canon(json.loads(obs)), sort_keys=True, ensure_ascii=False)
+    except (ValueError, RecursionError): return obs
+
+def same_observations(a: list[str], b: list[str]) -> bool:
+    "Equal as multisets of canonical observations."
+    return sorted(map(canonical_observation, a)) == sorted(map(canonical_observation, b))
+
+# %% ../nbs/05a_tool_backends.ipynb #2b031fe7
 def make_backend(name: str) -> ToolBackend:
     "The backend called `name`: 'tau2-airline', 'tau2-retail' or 'bfcl'."
     if name == "bfcl": return BFCLBackend()
@@ -156,7 +173,7 @@ def snapshot_key(backend: str, config: dict, history: list) -> str:
     blob = json.dumps([backend, config, history], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
-# %% ../nbs/05a_tool_backends.ipynb #11784027
+# %% ../nbs/05a_tool_backends.ipynb #f8bdb836
 class Worker:
     "Executes requests against cached snapshots; `serve` runs it over JSON lines in the sandbox process."
     def __init__(self, max_states: int = 4): # snapshots (and expected results) kept in memory
@@ -204,12 +221,11 @@ class Worker:
             se, oe, _ = self._cache(self.results, ekey, lambda: self._run(b, state, req["expected"]))
             ss, os_, unknown = self._run(b, state, req["sampled"])
             diff = None if se is ss else b.difference(se, ss)
-            canon = lambda obs: sorted(obs)   # parallel calls: observations as a multiset
-            return {"same_state": diff is None, "state_difference": diff, "same_observations": canon(oe) == canon(os_),
+            return {"same_state": diff is None, "state_difference": diff, "same_observations": same_observations(oe, os_),
                     "expected_observations": oe, "sampled_observations": os_, "unknown_tools": unknown}
         raise ValueError(f"unknown op {op!r}")
 
-# %% ../nbs/05a_tool_backends.ipynb #2b031fe7
+# %% ../nbs/05a_tool_backends.ipynb #8e557a1e
 def serve(inp=None, out=None):
     "Worker loop: one JSON request per line in, one JSON answer per line out (errors as {'error': ...})."
     inp, out = inp or sys.stdin, out or sys.stdout
