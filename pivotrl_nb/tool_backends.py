@@ -176,7 +176,7 @@ def snapshot_key(backend: str, config: dict, history: list) -> str:
 # %% ../nbs/05a_tool_backends.ipynb #f8bdb836
 class Worker:
     "Executes requests against cached snapshots; `serve` runs it over JSON lines in the sandbox process."
-    def __init__(self, max_states: int = 4): # snapshots (and expected results) kept in memory
+    def __init__(self, max_states: int = 8): # snapshots (and expected results) kept in memory
         self.backends, self.states, self.results, self.max_states = {}, OrderedDict(), OrderedDict(), max_states
 
     def _cache(self, cache: OrderedDict, key, build):
@@ -213,8 +213,10 @@ class Worker:
         op = req.get("op")
         b, key, state = self.snapshot(req)
         if op == "tools": return {"tools": b.tool_names(state)}
-        if op == "run":
-            _, obs, unknown = self._run(b, state, req["calls"])
+        if op == "run":     # the resulting state is cached as the child snapshot: episodes step in O(1) copies
+            new, obs, unknown = self._run(b, state, req["calls"])
+            child = snapshot_key(req["backend"], req.get("config", {}), req.get("history", []) + req["calls"])
+            self._cache(self.states, child, lambda: new)
             return {"observations": obs, "unknown_tools": unknown}
         if op == "compare":
             ekey = (key, json.dumps(req["expected"], sort_keys=True))
