@@ -60,6 +60,12 @@ class Environment(ABC):
     @abstractmethod
     def outcome(self) -> Outcome: ...
 
+    def _execute(self, calls: list[dict]) -> list[str]:
+        "Observations of decoded calls; the default runs them on the sandboxed backend and advances the snapshot."
+        obs = self.sandbox.run(self.snapshot, calls)
+        self.snapshot = self.snapshot.then(calls)
+        return obs
+
     def reset(self, task: Task) -> list[dict]:
         "Start an episode; returns the opening messages (system prompt and first user turn)."
         if not task.user_turns: raise EnvError(f"task {task.id!r} has no user turn")
@@ -84,9 +90,8 @@ class Environment(ABC):
                 except (ValueError, RecursionError): args = None
                 valid.append(isinstance(args, dict))
                 if valid[-1]: calls.append({"name": c["name"], "arguments": args})
-            ran = iter(self.sandbox.run(self.snapshot, calls) if calls else [])
+            ran = iter(self._execute(calls) if calls else [])
             obs = [next(ran) if ok else "Error: tool-call arguments are not a JSON object" for ok in valid]
-            self.snapshot = self.snapshot.then(calls)
             self.calls[-1] += calls; self.observations[-1] += obs
             new = [{"role": "tool", "content": o} for o in obs]
         else:
