@@ -72,6 +72,8 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("ewm_validity", ["-p", "n_sims=200", "-p", "horizon=50"]),
     ("rewards_bfcl_oracle", ["-p", "max_per_category=15"]),
     ("rewards_tau2_oracle", ["-p", "max_write_actions=1", "-p", 'domains=["retail"]']),
+    ("envs_overview", ["-p", 'models=["tiny-llama"]', "-p", 'domains=["bfcl-compact"]', "-p", 'n_eval={"compact": 2, "full": 1}',
+                       "-p", 'max_turns={"compact": 2, "full": 1}', "-p", "max_tokens=8"]),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     r = cli(tmp_path, "--only", name, *params)
