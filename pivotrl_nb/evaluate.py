@@ -46,6 +46,7 @@ def run_episodes(make_env: Callable[[], Environment], # a fresh environment (sha
                  config: EpisodeConfig | None = None,
                  seed: int = 0, # sampling seed (round r uses seed + r)
                  progress: bool = True,
+                 record: bool = False, # keep every turn's prompt ids, sampled ids and log-probs (column `turns`, for E2E RL)
                 ) -> pd.DataFrame:
     "Play one episode per task with the sampler; one row per episode (outcome, rollout turns, tokens)."
     cfg = config or EpisodeConfig()
@@ -55,6 +56,7 @@ def run_episodes(make_env: Callable[[], Environment], # a fresh environment (sha
     for e, t in zip(envs, tasks):
         e.max_turns = min(e.max_turns, cfg.max_turns); e.reset(t)
     stats = [dict(rollout_turns=0, generated_tokens=0, max_prompt_tokens=0, cut=None) for _ in tasks]
+    turns = [[] for _ in tasks]
     t0, rnd = time.perf_counter(), 0
     bar = tqdm(total=len(tasks), desc="episodes", disable=not progress, leave=False)
     live = [i for i, e in enumerate(envs) if not e.done]
@@ -66,8 +68,9 @@ def run_episodes(make_env: Callable[[], Environment], # a fresh environment (sha
             if len(ids) + cfg.max_tokens > limit: envs[i].done, stats[i]["cut"] = True, "context limit"
             else: prompts.append(ids); ready.append(i)
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=seed + rnd)
-        for i, g in zip(ready, sampler.generate(prompts, params) if prompts else []):
+        for i, ids, g in zip(ready, prompts, sampler.generate(prompts, params) if prompts else []):
             c = g.completions[0]
+            if record: turns[i].append(dict(prompt_ids=ids, token_ids=c.token_ids, logprobs=c.logprobs))
             stats[i]["rollout_turns"] += 1; stats[i]["generated_tokens"] += len(c.token_ids)
             envs[i].step(parse_action(c.text, envs[i].tools(tasks[i])))
             if envs[i].done and envs[i].n_actions >= envs[i].max_turns and stats[i]["cut"] is None: stats[i]["cut"] = "turn limit"
@@ -77,9 +80,10 @@ def run_episodes(make_env: Callable[[], Environment], # a fresh environment (sha
         live = [i for i in live if not envs[i].done]
     bar.close()
     rows = []
-    for e, t, s in zip(envs, tasks, stats):
+    for e, t, s, tr in zip(envs, tasks, stats, turns):
         out = e.outcome()
-        rows.append(dict(task_id=t.id, domain=e.name, split=t.split, success=out.success, detail=out.detail, **s))
+        rows.append(dict(task_id=t.id, domain=e.name, split=t.split, success=out.success, detail=out.detail, **s,
+                         **({"turns": tr} if record else {})))
     df = pd.DataFrame(rows)
     df.attrs["wall_clock_s"] = time.perf_counter() - t0
     return df
