@@ -164,7 +164,10 @@ class Trainer:
 
     def compute_loss(self, step: int) -> tuple[torch.Tensor, dict]: raise NotImplementedError
 
-    def train(self) -> list[dict]:
+    def train(self,
+              eval_fn: Callable | None = None, # (model) -> dict of metrics, logged with the step (e.g. episode success)
+              eval_every: int = 0, # steps between evaluations (0: never)
+             ) -> list[dict]:
         "Run until config.steps; returns the log rows of this call."
         rows = []
         self.model.train()
@@ -183,6 +186,10 @@ class Trainer:
             self.counters["wall_clock_s"] += time.perf_counter() - t0
             row = dict(step=self.step, loss=float(loss), grad_norm=float(gn), **self.counters,
                        **{k: v for k, v in info.items() if k != "batch"})
+            if eval_fn is not None and eval_every and (self.step % eval_every == 0 or self.step == self.cfg.steps):
+                self.model.eval()
+                row.update(eval_fn(self.model))
+                self.model.train()
             rows.append(row)
             with open(self.out / "log.jsonl", "a") as f: f.write(json.dumps(row) + "\n")
             bar.update(1); bar.set_postfix(loss=f"{row['loss']:.3f}")
