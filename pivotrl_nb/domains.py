@@ -20,14 +20,15 @@ class Domain:
     size: str # "full" or "compact"
     paper_domain: str # the PivotRL domain it stands in for
     make: Callable # (sandbox) -> Environment
+    verifier: str = "conversational" # functional-reward preset (rewards.PRESETS) for pivots and PivotRL
     expert: Callable = gold_expert # (env, rng) -> Action
 
 DOMAINS = {d.name: d for d in [
     Domain("tau2-airline", "full", "tau2-Bench", lambda sb: Tau2Env("airline", sb)),
     Domain("tau2-retail", "full", "tau2-Bench", lambda sb: Tau2Env("retail", sb)),
     Domain("tau2-retail-compact", "compact", "tau2-Bench", lambda sb: CompactRetailEnv(sb)),
-    Domain("bfcl", "full", "Terminal-Bench", lambda sb: BFCLEnv(sb)),
-    Domain("bfcl-compact", "compact", "Terminal-Bench", lambda sb: BFCLEnv(sb, compact=True)),
+    Domain("bfcl", "full", "Terminal-Bench", lambda sb: BFCLEnv(sb), "terminal"),
+    Domain("bfcl-compact", "compact", "Terminal-Bench", lambda sb: BFCLEnv(sb, compact=True), "terminal"),
 ]}
 
 class UnknownDomainError(KeyError):
