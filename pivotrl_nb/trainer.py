@@ -152,17 +152,35 @@ class Trainer:
     def __init__(self, model, tokenizer, config: TrainConfig,
                  out_dir: str | Path, # checkpoints and log.jsonl
                  resume: bool = False, # continue from the last checkpoint in out_dir
-                 progress: bool = True):
-        self.model, self.tok, self.cfg, self.out = model, tokenizer, config, Path(out_dir)
+                 progress: bool = True,
+                 accelerator=None, # an `accelerate.Accelerator` for DDP across processes (`accelerate launch`); None: one device
+                ):
+        self.tok, self.cfg, self.out, self.acc = tokenizer, config, Path(out_dir), accelerator
         self.out.mkdir(parents=True, exist_ok=True)
-        self.device = next(model.parameters()).device
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.step, self.counters, self.progress = 0, dict(rollout_turns=0, tokens=0, wall_clock_s=0.0), progress
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        if accelerator is None: self.model, self.opt, self.policy = model, opt, model
+        else:
+            self.model, self.opt = accelerator.prepare(model, opt)
+            self.policy = accelerator.unwrap_model(self.model)     # generation and checkpoints use the plain module
+        self.device = next(self.policy.parameters()).device
+        self.is_main = accelerator is None or accelerator.is_main_process
+        self.step, self.counters, self.progress = 0, dict(rollout_turns=0, tokens=0, wall_clock_s=0.0), progress and self.is_main
         if resume: self._load()
         elif (self.out / "log.jsonl").exists(): (self.out / "log.jsonl").unlink()
 
     def compute_loss(self, step: int) -> tuple[torch.Tensor, dict]: raise NotImplementedError
+
+    def shard(self, idx: np.ndarray) -> np.ndarray:
+        "This process's share of a step's batch (all of it on one device)."
+        if self.acc is None or self.acc.num_processes == 1: return idx
+        return idx[self.acc.process_index::self.acc.num_processes]
+
+    def count(self, key: str, n: int):
+        "Add to a counter, summed over processes."
+        if self.acc is not None and self.acc.num_processes > 1:
+            n = int(self.acc.reduce(torch.tensor(n, device=self.acc.device), "sum"))
+        self.counters[key] += n
 
     def train(self,
               eval_fn: Callable | None = None, # (model) -> dict of metrics, logged with the step (e.g. episode success)
@@ -179,8 +197,12 @@ class Trainer:
                 raise TrainingError(f"{self.name}: non-finite loss {float(loss)} at step {self.step + 1}, batch {info.get('batch')}; "
                                     f"last checkpoint kept in {self.out}")
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            if self.acc is None:
+                loss.backward()
+                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            else:
+                self.acc.backward(loss)
+                gn = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
             self.opt.step()
             self.step += 1
             self.counters["wall_clock_s"] += time.perf_counter() - t0
@@ -191,7 +213,8 @@ class Trainer:
                 row.update(eval_fn(self.model))
                 self.model.train()
             rows.append(row)
-            with open(self.out / "log.jsonl", "a") as f: f.write(json.dumps(row) + "\n")
+            if self.is_main:
+                with open(self.out / "log.jsonl", "a") as f: f.write(json.dumps(row) + "\n")
             bar.update(1); bar.set_postfix(loss=f"{row['loss']:.3f}")
             if self.step % self.cfg.checkpoint_every == 0 or self.step == self.cfg.steps: self.save()
         bar.close()
@@ -200,10 +223,12 @@ class Trainer:
 
     def save(self):
         "Checkpoint: model.safetensors, optimiser and RNG states, step and counters (written, then renamed)."
+        if self.acc is not None: self.acc.wait_for_everyone()
+        if not self.is_main: return
         d = self.out / "checkpoint"
         tmp = self.out / ".checkpoint.tmp"
         tmp.mkdir(exist_ok=True)
-        self.model.save_pretrained(tmp, safe_serialization=True)     # an HF model folder: load_model(checkpoint) works
+        self.policy.save_pretrained(tmp, safe_serialization=True)     # an HF model folder: load_model(checkpoint) works
         self.tok.save_pretrained(tmp)
         torch.save({"optimizer": self.opt.state_dict(), "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
                     "python_rng": random.getstate()}, tmp / "state.pt")
@@ -215,8 +240,8 @@ class Trainer:
         d = self.out / "checkpoint"
         if not (d / "trainer.json").exists(): raise TrainingError(f"nothing to resume in {self.out}")
         meta = json.loads((d / "trainer.json").read_text())
-        missing, unexpected = load_model_file(self.model, d / "model.safetensors", strict=False, device=str(self.device))
-        if unexpected or set(missing) - set(getattr(self.model, "_tied_weights_keys", None) or []) - {"lm_head.weight"}:
+        missing, unexpected = load_model_file(self.policy, d / "model.safetensors", strict=False, device=str(self.device))
+        if unexpected or set(missing) - {"lm_head.weight"}:
             raise TrainingError(f"checkpoint in {d} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         st = torch.load(d / "state.pt", weights_only=False)
         self.opt.load_state_dict(st["optimizer"]); torch.set_rng_state(st["torch_rng"])
@@ -243,14 +268,14 @@ class SFTTrainer(Trainer):
         if not self.examples: raise TrainingError(f"every trajectory is longer than max_length={self.cfg.max_length} before its first assistant turn")
 
     def compute_loss(self, step):
-        idx = self.batch_rng(step).choice(len(self.examples), min(self.cfg.batch_size, len(self.examples)), replace=False)
+        idx = self.shard(self.batch_rng(step).choice(len(self.examples), min(self.cfg.batch_size, len(self.examples)), replace=False))
         ids, att, tgt = pad_batch([self.examples[i][0] for i in idx], [self.examples[i][1] for i in idx], self.pad_id, self.device)
         lp = token_logprobs(self.model, ids, att)
         loss = -(lp * tgt).sum() / tgt.sum().clamp(min=1)
-        self.counters["tokens"] += int(tgt.sum())
+        self.count("tokens", int(tgt.sum()))
         return loss, dict(batch=idx.tolist(), target_tokens=int(tgt.sum()))
 
-# %% ../nbs/15_trainer.ipynb #08e2badc
+# %% ../nbs/15_trainer.ipynb #c871a29e
 class PivotRLTrainer(Trainer):
     "GRPO with one rollout turn from states of a pivot set (or of all candidates, for the ablation)."
     name = "pivotrl"
@@ -261,15 +286,15 @@ class PivotRLTrainer(Trainer):
         self.states = states
         self.reward_fn = reward_fn or (candidate_reward if self.cfg.reward == "functional" else
                                        lambda a, c: strict_reward(a, json.loads(c["expected"])))
-        self.sampler = HFSampler(model, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
+        self.sampler = HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
         self.ref = None
         if self.cfg.beta > 0:
-            self.ref = copy.deepcopy(model).eval()
+            self.ref = copy.deepcopy(self.policy).eval()
             for p in self.ref.parameters(): p.requires_grad_(False)
 
     def compute_loss(self, step):
         cfg = self.cfg
-        idx = self.batch_rng(step).choice(len(self.states), min(cfg.states_per_step, len(self.states)), replace=False)
+        idx = self.shard(self.batch_rng(step).choice(len(self.states), min(cfg.states_per_step, len(self.states)), replace=False))
         rows = [self.states[int(i)] for i in idx]
         self.model.eval()
         gens = self.sampler.generate([self.sampler.render_chat(json.loads(r["state"]), json.loads(r["tools"])) for r in rows],
@@ -285,8 +310,7 @@ class PivotRLTrainer(Trainer):
             for c in g.completions:
                 t = c.token_ids or [self.pad_id]
                 seqs.append(p + t); masks.append([0] * len(p) + [1] * len(c.token_ids or [0]))
-        self.counters["rollout_turns"] += len(seqs)
-        self.counters["tokens"] += sum(sum(m) for m in masks)
+        self.count("rollout_turns", len(seqs)); self.count("tokens", sum(sum(m) for m in masks))
         return self._policy_loss(seqs, masks, adv, rewards, idx)
 
     def _policy_loss(self, seqs, masks, adv, rewards, idx):
@@ -295,7 +319,7 @@ class PivotRLTrainer(Trainer):
         info = dict(batch=[int(i) for i in idx], reward_mean=float(rewards.mean()), reward_var=float(rewards.var(unbiased=False)),
                     group_var_mean=float(rewards.var(-1, unbiased=False).mean()),
                     zero_advantage_share=float((rewards == rewards[:, :1]).all(-1).float().mean()))
-        if not live.any(): return (self.model.lm_head.weight * 0).sum(), {**info, "kl": 0.0, "clip_frac": 0.0}
+        if not live.any(): return sum((p * 0).sum() for p in self.model.parameters()), {**info, "kl": 0.0, "clip_frac": 0.0}
         ids, att, tgt, a = ids[live], att[live], tgt[live], adv[live].to(self.device)
         new = token_logprobs(self.model, ids, att)
         ref = None
@@ -304,7 +328,7 @@ class PivotRLTrainer(Trainer):
         loss, st = grpo_loss(new, new.detach(), a, tgt, self.cfg.clip_low, self.cfg.clip_high, ref, self.cfg.beta)
         return loss, {**info, **st}
 
-# %% ../nbs/15_trainer.ipynb #df1643f3
+# %% ../nbs/15_trainer.ipynb #a1c9ee4b
 class E2ERLTrainer(PivotRLTrainer):
     "GRPO on full multi-turn episodes: G episodes per task, reward = task success, every sampled turn trained."
     name = "e2e"
@@ -313,15 +337,15 @@ class E2ERLTrainer(PivotRLTrainer):
         if not tasks: raise TrainingError("no tasks to train on")
         Trainer.__init__(self, model, tokenizer, config or E2EConfig(), **kw)
         self.make_env, self.tasks = make_env, tasks
-        self.sampler = HFSampler(model, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
+        self.sampler = HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
         self.ref = None
         if self.cfg.beta > 0:
-            self.ref = copy.deepcopy(model).eval()
+            self.ref = copy.deepcopy(self.policy).eval()
             for p in self.ref.parameters(): p.requires_grad_(False)
 
     def compute_loss(self, step):
         cfg = self.cfg
-        idx = self.batch_rng(step).choice(len(self.tasks), min(cfg.states_per_step, len(self.tasks)), replace=False)
+        idx = self.shard(self.batch_rng(step).choice(len(self.tasks), min(cfg.states_per_step, len(self.tasks)), replace=False))
         group = [self.tasks[int(i)] for i in idx for _ in range(cfg.group_size)]
         self.model.eval()
         ep = run_episodes(self.make_env, group, self.sampler, EpisodeConfig(cfg.max_turns, cfg.max_tokens, cfg.temperature),
@@ -334,7 +358,6 @@ class E2ERLTrainer(PivotRLTrainer):
             for t in turns:
                 p = t["prompt_ids"][-cfg.max_length:]
                 seqs.append(p + (t["token_ids"] or [self.pad_id])); masks.append([0] * len(p) + [1] * len(t["token_ids"] or [0])); adv.append(a)
-        self.counters["rollout_turns"] += int(ep.rollout_turns.sum())
-        self.counters["tokens"] += int(ep.generated_tokens.sum())
+        self.count("rollout_turns", int(ep.rollout_turns.sum())); self.count("tokens", int(ep.generated_tokens.sum()))
         if not seqs: raise TrainingError(f"no model call in any episode at step {step + 1} (every prompt over the context limit?)")
         return self._policy_loss(seqs, masks, torch.stack(adv), rewards, idx)
