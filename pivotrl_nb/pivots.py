@@ -60,10 +60,12 @@ def profile(candidates: Dataset,
             chunk: int = 8, # candidates per sampler call
             checkpoint: str | Path | None = None, # JSONL of finished candidates: a rerun resumes after them
             seed: int = 0,
+            max_context: int | None = None, # prompt + max_tokens limit; default: the model's max_position_embeddings
            ) -> Dataset:
-    "Draw k one-turn actions per candidate and add rewards, categories, mu, var, tokens."
+    "Draw k one-turn actions per candidate and add rewards, categories, mu, var, tokens (NaN mu/var: state too long)."
     check_param("k", k, int, lo=2)
     if not len(candidates): raise ValueError("no candidates to profile")
+    limit = max_context or getattr(getattr(getattr(sampler, "model", None), "config", None), "max_position_embeddings", None) or 10**9
     done = {}
     if checkpoint is not None and Path(checkpoint).exists():
         for line in open(checkpoint, encoding="utf-8"):
@@ -73,9 +75,16 @@ def profile(candidates: Dataset,
     try:
         for start in tqdm(range(0, len(todo), chunk), desc="profiling", leave=False):
             rows = [candidates[i] for i in todo[start:start + chunk]]
-            prompts = [sampler.render_chat(json.loads(r["state"]), json.loads(r["tools"])) for r in rows]
-            gens = sampler.generate(prompts, SamplingParams(n=k, temperature=temperature, max_tokens=max_tokens, seed=seed + todo[start]))
-            for r, g in zip(rows, gens):
+            ids = [sampler.encode(sampler.render_chat(json.loads(r["state"]), json.loads(r["tools"]))) for r in rows]
+            for r, p in zip(rows, ids):
+                if len(p) + max_tokens > limit:      # the state does not fit the model: not profiled, never a pivot
+                    o = dict(candidate_id=r["candidate_id"], rewards=[], categories=[], mu=float("nan"), var=float("nan"),
+                             sample_tokens=0, prompt_tokens=len(p))
+                    done[o["candidate_id"]] = o
+                    if out: out.write(json.dumps(o) + "\n"); out.flush()
+            fit = [(r, p) for r, p in zip(rows, ids) if len(p) + max_tokens <= limit]
+            gens = sampler.generate([p for _, p in fit], SamplingParams(n=k, temperature=temperature, max_tokens=max_tokens, seed=seed + todo[start])) if fit else []
+            for (r, _), g in zip(fit, gens):
                 if len(g.completions) != k: raise RuntimeError(f"sampler returned {len(g.completions)} samples for {r['candidate_id']}, expected {k}")
                 rew = [reward_fn(parse_action(c.text, json.loads(r["tools"])), r) for c in g.completions]
                 vals = np.array([x.value for x in rew], dtype=float)
@@ -90,13 +99,14 @@ def profile(candidates: Dataset,
     res = candidates
     for key in ("rewards", "categories", "mu", "var", "sample_tokens", "prompt_tokens"):
         res = res.add_column(key, [e[key] for e in extra])
-    return res.add_column("k", [k] * len(res))
+    return res.add_column("k", [k if e["rewards"] else 0 for e in extra])
 
 # %% ../nbs/14_pivots.ipynb #c580d41b
 @dataclass
 class MiningStats:
     "What profiling found and what it cost."
     candidates: int
+    too_long: int # states that did not fit the model's context (not profiled)
     pivots: int
     share_all_zero: float # every sample scored 0: no signal
     share_all_one: float # every sample scored 1: no signal
@@ -115,12 +125,13 @@ def mine_pivots(profiled: Dataset,
     check_param("lambda_diff", lambda_diff, float, lo=0.0, hi=1.0)
     if "mu" not in profiled.column_names: raise ValueError("profile the candidates first (no 'mu' column)")
     mu, var = np.array(profiled["mu"]), np.array(profiled["var"])
-    keep = (var > 0) & (mu < lambda_diff)
-    mixed = var > 0
-    n = len(mu)
-    stats = MiningStats(n, int(keep.sum()), float(((mu == 0) & ~mixed).mean()), float(((mu == 1) & ~mixed).mean()),
-                        float(mixed.mean()), float((mixed & ~keep).mean()), int(sum(profiled["k"])),
-                        int(sum(profiled["sample_tokens"])), np.histogram(mu, bins=10, range=(0, 1))[0].tolist())
+    ok = ~np.isnan(mu)
+    keep = ok & (var > 0) & (mu < lambda_diff)
+    mixed = ok & (var > 0)
+    n = max(int(ok.sum()), 1)                                  # shares are over the profiled candidates
+    stats = MiningStats(int(ok.sum()), int((~ok).sum()), int(keep.sum()), float((ok & (mu == 0) & ~mixed).sum() / n),
+                        float((ok & (mu == 1) & ~mixed).sum() / n), float(mixed.sum() / n), float((mixed & ~keep).sum() / n),
+                        int(sum(profiled["k"])), int(sum(profiled["sample_tokens"])), np.histogram(mu[ok], bins=10, range=(0, 1))[0].tolist())
     return profiled.select(np.flatnonzero(keep).tolist()), stats
 
 # %% ../nbs/14_pivots.ipynb #9e997a91

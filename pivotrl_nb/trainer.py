@@ -194,7 +194,7 @@ class Trainer:
             t0 = time.perf_counter()
             loss, info = self.compute_loss(self.step)
             if not torch.isfinite(loss):
-                raise TrainingError(f"{self.name}: non-finite loss {float(loss)} at step {self.step + 1}, batch {info.get('batch')}; "
+                raise TrainingError(f"{self.name}: non-finite loss {loss.item()} at step {self.step + 1}, batch {info.get('batch')}; "
                                     f"last checkpoint kept in {self.out}")
             self.opt.zero_grad(set_to_none=True)
             if self.acc is None:
@@ -206,7 +206,7 @@ class Trainer:
             self.opt.step()
             self.step += 1
             self.counters["wall_clock_s"] += time.perf_counter() - t0
-            row = dict(step=self.step, loss=float(loss), grad_norm=float(gn), **self.counters,
+            row = dict(step=self.step, loss=loss.item(), grad_norm=float(gn), **self.counters,
                        **{k: v for k, v in info.items() if k != "batch"})
             if eval_fn is not None and eval_every and (self.step % eval_every == 0 or self.step == self.cfg.steps):
                 self.model.eval()
