@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['TrainConfig', 'SFTConfig', 'GRPOConfig', 'E2EConfig', 'group_advantages', 'token_logprobs', 'grpo_loss',
-           'sft_example', 'pad_batch', 'TrainingError', 'Trainer', 'SFTTrainer', 'PivotRLTrainer', 'E2ERLTrainer']
+           'sft_example', 'pad_batch', 'TrainingError', 'Trainer', 'SFTTrainer', 'GRPOTrainer', 'PivotRLTrainer',
+           'E2ERLTrainer']
 
 # %% ../nbs/15_trainer.ipynb #81440b4b
 from .core import *
@@ -276,21 +277,41 @@ class SFTTrainer(Trainer):
         return loss, dict(batch=idx.tolist(), target_tokens=int(tgt.sum()))
 
 # %% ../nbs/15_trainer.ipynb #c871a29e
-class PivotRLTrainer(Trainer):
-    "GRPO with one rollout turn from states of a pivot set (or of all candidates, for the ablation)."
-    name = "pivotrl"
-    def __init__(self, model, tokenizer, states: Dataset, # rows with state, tools, expected, verifier (pivots.extract_candidates / mine_pivots)
-                 config: GRPOConfig | None = None, reward_fn: Callable | None = None, **kw):
-        super().__init__(model, tokenizer, config or GRPOConfig(), **kw)
-        if not len(states): raise TrainingError("the state set is empty: nothing to train on (did mining keep no pivots?)")
-        self.states = states
-        self.reward_fn = reward_fn or (candidate_reward if self.cfg.reward == "functional" else
-                                       lambda a, c: strict_reward(a, json.loads(c["expected"])))
+class GRPOTrainer(Trainer):
+    "What both GRPO trainers share: sampling from the current policy, the frozen pi_0 for the KL term, the loss on sampled tokens."
+    def __init__(self, model, tokenizer, config: GRPOConfig, **kw):
+        super().__init__(model, tokenizer, config, **kw)
         self.sampler = HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
         self.ref = None
         if self.cfg.beta > 0:
             self.ref = copy.deepcopy(self.policy).eval()
             for p in self.ref.parameters(): p.requires_grad_(False)
+
+    def _policy_loss(self, seqs, masks, adv, rewards, idx):
+        ids, att, tgt = pad_batch(seqs, masks, self.pad_id, self.device)
+        live = adv != 0                                   # all-equal groups carry no gradient: skip their forward pass
+        info = dict(batch=[int(i) for i in idx], reward_mean=float(rewards.mean()), reward_var=float(rewards.var(unbiased=False)),
+                    group_var_mean=float(rewards.var(-1, unbiased=False).mean()),
+                    zero_advantage_share=float((rewards == rewards[:, :1]).all(-1).float().mean()))
+        if not live.any(): return sum((p * 0).sum() for p in self.model.parameters()), {**info, "kl": 0.0, "clip_frac": 0.0}
+        ids, att, tgt, a = ids[live], att[live], tgt[live], adv[live].to(self.device)
+        new = token_logprobs(self.model, ids, att)
+        ref = None
+        if self.ref is not None:
+            with torch.no_grad(): ref = token_logprobs(self.ref, ids, att)
+        loss, st = grpo_loss(new, new.detach(), a, tgt, self.cfg.clip_low, self.cfg.clip_high, ref, self.cfg.beta)
+        return loss, {**info, **st}
+
+class PivotRLTrainer(GRPOTrainer):
+    "GRPO with one rollout turn from states of a pivot set (or of all candidates, for the ablation)."
+    name = "pivotrl"
+    def __init__(self, model, tokenizer, states: Dataset, # rows with state, tools, expected, verifier (pivots.extract_candidates / mine_pivots)
+                 config: GRPOConfig | None = None, reward_fn: Callable | None = None, **kw):
+        if not len(states): raise TrainingError("the state set is empty: nothing to train on (did mining keep no pivots?)")
+        super().__init__(model, tokenizer, config or GRPOConfig(), **kw)
+        self.states = states
+        self.reward_fn = reward_fn or (candidate_reward if self.cfg.reward == "functional" else
+                                       lambda a, c: strict_reward(a, json.loads(c["expected"])))
 
     def compute_loss(self, step):
         cfg = self.cfg
@@ -313,35 +334,15 @@ class PivotRLTrainer(Trainer):
         self.count("rollout_turns", len(seqs)); self.count("tokens", sum(sum(m) for m in masks))
         return self._policy_loss(seqs, masks, adv, rewards, idx)
 
-    def _policy_loss(self, seqs, masks, adv, rewards, idx):
-        ids, att, tgt = pad_batch(seqs, masks, self.pad_id, self.device)
-        live = adv != 0                                   # all-equal groups carry no gradient: skip their forward pass
-        info = dict(batch=[int(i) for i in idx], reward_mean=float(rewards.mean()), reward_var=float(rewards.var(unbiased=False)),
-                    group_var_mean=float(rewards.var(-1, unbiased=False).mean()),
-                    zero_advantage_share=float((rewards == rewards[:, :1]).all(-1).float().mean()))
-        if not live.any(): return sum((p * 0).sum() for p in self.model.parameters()), {**info, "kl": 0.0, "clip_frac": 0.0}
-        ids, att, tgt, a = ids[live], att[live], tgt[live], adv[live].to(self.device)
-        new = token_logprobs(self.model, ids, att)
-        ref = None
-        if self.ref is not None:
-            with torch.no_grad(): ref = token_logprobs(self.ref, ids, att)
-        loss, st = grpo_loss(new, new.detach(), a, tgt, self.cfg.clip_low, self.cfg.clip_high, ref, self.cfg.beta)
-        return loss, {**info, **st}
-
 # %% ../nbs/15_trainer.ipynb #a1c9ee4b
-class E2ERLTrainer(PivotRLTrainer):
+class E2ERLTrainer(GRPOTrainer):
     "GRPO on full multi-turn episodes: G episodes per task, reward = task success, every sampled turn trained."
     name = "e2e"
     def __init__(self, model, tokenizer, make_env: Callable, # () -> Environment
                  tasks: list, config: E2EConfig | None = None, **kw):
         if not tasks: raise TrainingError("no tasks to train on")
-        Trainer.__init__(self, model, tokenizer, config or E2EConfig(), **kw)
+        super().__init__(model, tokenizer, config or E2EConfig(), **kw)
         self.make_env, self.tasks = make_env, tasks
-        self.sampler = HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
-        self.ref = None
-        if self.cfg.beta > 0:
-            self.ref = copy.deepcopy(self.policy).eval()
-            for p in self.ref.parameters(): p.requires_grad_(False)
 
     def compute_loss(self, step):
         cfg = self.cfg
