@@ -7,11 +7,10 @@ __all__ = ['CONFIRM', 'COMPACT_RETAIL_TOOLS', 'COMPACT_RETAIL_SYSTEM', 'BFCL_TYP
            'Environment', 'Tau2Env', 'CompactRetailEnv', 'bfcl_tools', 'BFCLEnv']
 
 # %% ../nbs/09_envs.ipynb #2e1cbeb2
-from .core import *
-from .rewards import Action, parse_action, tool_schemas
+from .rewards import Action, parse_action
 from .execution import Sandbox, Snapshot
-from .tool_backends import Tau2Backend, TAU2_WRITE_TOOLS, bfcl_entries, same_observations
-import copy, hashlib, importlib, json, re
+from .tool_backends import Tau2Backend, bfcl_entries
+import copy, hashlib, importlib, json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +69,7 @@ class Environment(ABC):
     def reset(self, task: Task) -> list[dict]:
         "Start an episode; returns the opening messages (system prompt and first user turn)."
         if not task.user_turns: raise EnvError(f"task {task.id!r} has no user turn")
-        self.task, self.turn, self.n_actions, self.done = task, 0, 0, False
+        self.task, self.n_actions, self.done = task, 0, False
         self.snapshot = Snapshot(self.backend, task.config)
         self.calls = [[]]                              # the agent's calls, per user turn
         self.observations = [[]]

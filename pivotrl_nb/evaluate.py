@@ -7,7 +7,7 @@ __all__ = ['EpisodeConfig', 'run_episodes', 'success_rate']
 
 # %% ../nbs/11_evaluate.ipynb #674f9a4a
 from .core import *
-from .rewards import Action, parse_action
+from .rewards import parse_action
 from .envs import Environment, Task
 from .sampling import Sampler, SamplingParams
 import time

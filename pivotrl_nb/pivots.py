@@ -9,7 +9,7 @@ __all__ = ['POLICIES', 'extract_candidates', 'candidate_reward', 'profile', 'Min
 from .core import *
 from .rewards import Action, Reward, functional_reward, parse_action
 from .sampling import Sampler, SamplingParams
-import json, time
+import json
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Callable

@@ -7,7 +7,6 @@ __all__ = ['degenerate_prob', 'tilted', 'acceptable_mass', 'kl', 'fisher_norm']
 
 # %% ../nbs/16_theory.ipynb #2ebb8e00
 import numpy as np
-from scipy.optimize import minimize, brentq
 
 # %% ../nbs/16_theory.ipynb #a1126a85
 def degenerate_prob(p: float, G: int) -> float:

@@ -9,18 +9,17 @@ __all__ = ['TrainConfig', 'SFTConfig', 'GRPOConfig', 'E2EConfig', 'group_advanta
 
 # %% ../nbs/15_trainer.ipynb #81440b4b
 from .core import *
-from .rewards import Action, parse_action, strict_reward
+from .rewards import parse_action, strict_reward
 from .evaluate import run_episodes, EpisodeConfig
 from .pivots import candidate_reward
 from .sampling import HFSampler, SamplingParams
 import copy, json, random, shutil, time
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from datasets import Dataset
 from safetensors.torch import load_model as load_model_file
 from tqdm.auto import tqdm

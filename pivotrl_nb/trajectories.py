@@ -6,7 +6,6 @@
 __all__ = ['PREAMBLES', 'CLOSINGS', 'CONFIRMATIONS', 'gold_expert', 'play', 'trajectory_dataset', 'load_trajectories']
 
 # %% ../nbs/10_trajectories.ipynb #c0fdcb15
-from .core import *
 from .rewards import Action
 from .envs import Environment, Task, Tau2Env, CONFIRM
 from .tool_backends import TAU2_WRITE_TOOLS
