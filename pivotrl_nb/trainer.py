@@ -170,6 +170,7 @@ class Trainer:
         elif (self.out / "log.jsonl").exists(): (self.out / "log.jsonl").unlink()
 
     def compute_loss(self, step: int) -> tuple[torch.Tensor, dict]: raise NotImplementedError
+    def after_step(self): "Called after every optimiser step (GRPO: push the new weights to a separate sampler)."
 
     def shard(self, idx: np.ndarray) -> np.ndarray:
         "This process's share of a step's batch (all of it on one device)."
@@ -204,6 +205,7 @@ class Trainer:
                 self.acc.backward(loss)
                 gn = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
             self.opt.step()
+            self.after_step()
             self.step += 1
             self.counters["wall_clock_s"] += time.perf_counter() - t0
             row = dict(step=self.step, loss=loss.item(), grad_norm=float(gn), **self.counters,
@@ -278,9 +280,18 @@ class SFTTrainer(Trainer):
 # %% ../nbs/15_trainer.ipynb #c871a29e
 class GRPOTrainer(Trainer):
     "What both GRPO trainers share: sampling from the current policy, the frozen pi_0 for the KL term, the loss on sampled tokens."
-    def __init__(self, model, tokenizer, config: GRPOConfig, **kw):
+    def __init__(self, model, tokenizer, config: GRPOConfig,
+                 sampler=None, # a Sampler with its own copy of the weights (e.g. vLLM at scale); default: HFSampler on the policy
+                 sync_weights: Callable | None = None, # (policy) -> None, called after every optimiser step to update `sampler`
+                 **kw):
         super().__init__(model, tokenizer, config, **kw)
-        self.sampler = HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
+        if (sampler is None) != (sync_weights is None):
+            raise ValueError("a separate sampler needs a sync_weights function (and sync_weights needs a sampler), or it samples off-policy")
+        self.sampler = sampler or HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
+        self.sync_weights = sync_weights
+
+    def after_step(self):
+        if self.sync_weights is not None: self.sync_weights(self.policy)
         self.ref = None
         if self.cfg.beta > 0:
             self.ref = copy.deepcopy(self.policy).eval()
