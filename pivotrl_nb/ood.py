@@ -11,7 +11,7 @@ __all__ = ['NEWS_HELDOUT_EVERY', 'OOD_TASKS', 'TIERS', 'ARITHMETIC_FULL', 'ARITH
            'humaneval_items', 'score_humaneval', 'news_items', 'text_nll', 'OODConfig', 'wilson_interval',
            'bootstrap_perplexity', 'run_task', 'summarise_task', 'evaluate_ood', 'ood_change']
 
-# %% ../nbs/12_ood.ipynb #05172df7
+# %% ../nbs/12_ood.ipynb #8bb27269
 from .core import *
 import json, math, os, random, re, resource, signal, subprocess, sys, tempfile
 from dataclasses import dataclass, field
@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np, pandas as pd, torch
 from tqdm.auto import tqdm
 
-# %% ../nbs/12_ood.ipynb #30583748
+# %% ../nbs/12_ood.ipynb #ce0a5734
 NEWS_HELDOUT_EVERY = 10 # every 10th article (index 9, 19, ...) is held out
 
 def news_articles(split: str = "all", # "train" (264 articles), "heldout" (29, never pretrained on) or "all" (293)
@@ -34,7 +34,7 @@ def news_articles(split: str = "all", # "train" (264 articles), "heldout" (29, n
     held = [i % NEWS_HELDOUT_EVERY == NEWS_HELDOUT_EVERY - 1 for i in range(len(arts))]
     return [a for a, h in zip(arts, held) if h == (split == "heldout")]
 
-# %% ../nbs/12_ood.ipynb #01f58634
+# %% ../nbs/12_ood.ipynb #360cb4d2
 _NUMBER = re.compile(r"(?<![\d.])-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 def last_number(text: str, # a model's answer
@@ -43,7 +43,7 @@ def last_number(text: str, # a model's answer
     found = _NUMBER.findall(text or "")
     return found[-1].replace(",", "") if found else None
 
-# %% ../nbs/12_ood.ipynb #6f31eef2
+# %% ../nbs/12_ood.ipynb #354aff1c
 @dataclass(frozen=True)
 class OODTask:
     "One OOD task: a seeded item generator and a scorer."
@@ -80,7 +80,7 @@ def tier_tasks(tier: str) -> tuple[str, ...]:
 def _check_n_seed(n, seed):
     check_param("n", n, int, lo=1); check_param("seed", seed, int, lo=0)
 
-# %% ../nbs/12_ood.ipynb #63321782
+# %% ../nbs/12_ood.ipynb #c2079e00
 ARITHMETIC_FULL = dict(min_terms=2, max_terms=3, min_digits=1, max_digits=2, operators=("+", "-", "*"),
                        allow_parentheses=True, allow_negation=False) # no "/": answers stay integers
 ARITHMETIC_SMALL = dict(min_terms=2, max_terms=2, min_digits=1, max_digits=2, operators=("+", "-"),
@@ -110,7 +110,7 @@ def score_number(item: dict, completion: str) -> tuple[float, str]:
     ok = ds.score_answer(got, item["entry"]) == 1.0
     return float(ok), "correct" if ok else f"wrong number {got} (expected {item['answer']})"
 
-# %% ../nbs/12_ood.ipynb #59f79bae
+# %% ../nbs/12_ood.ipynb #e9cb9b74
 register_task(OODTask("gsm_symbolic", "accuracy", lambda n, seed: reasoning_gym_items("gsm_symbolic", n, seed),
                       score_number, 160, "GSM8K-style word problems (reasoning-gym gsm_symbolic)"), ("full",))
 register_task(OODTask("arithmetic", "accuracy",
@@ -120,7 +120,7 @@ register_task(OODTask("arithmetic_small", "accuracy",
                       lambda n, seed: reasoning_gym_items("basic_arithmetic", n, seed, **ARITHMETIC_SMALL),
                       score_number, 8, "a + b or a - b with 1-2 digit numbers (reasoning-gym)"), ("compact",));
 
-# %% ../nbs/12_ood.ipynb #38a9d7fb
+# %% ../nbs/12_ood.ipynb #3dc2587f
 def _words(text): return re.findall(r"[A-Za-z']+", text)
 
 def _strip_fence(text: str) -> str:
@@ -158,7 +158,7 @@ def score_constraints(item: dict, completion: str) -> tuple[float, str]:
     failed = [c["type"] for c in item["constraints"] if not check_constraint(completion, c)]
     return (0.0, "failed " + ", ".join(failed)) if failed else (1.0, "all constraints hold")
 
-# %% ../nbs/12_ood.ipynb #6f57faf3
+# %% ../nbs/12_ood.ipynb #7a3872e6
 TOPICS = ("the ocean", "a busy city at night", "learning to cook", "your favourite season", "a train journey",
           "the history of bicycles", "why sleep matters", "a small garden", "the moon", "a rainy afternoon",
           "making friends at school", "a visit to the museum", "the importance of water", "a mountain hike",
@@ -198,7 +198,7 @@ def instruction_items(n: int, seed: int) -> list[dict]:
         out.append({"id": f"instructions-{seed}-{i}", "messages": [{"role": "user", "content": text}], "constraints": cons})
     return out
 
-# %% ../nbs/12_ood.ipynb #725612c7
+# %% ../nbs/12_ood.ipynb #4efea904
 def instruction_words() -> list[str]:
     "Lowercase words of 4-8 letters seen at least 5 times in the news `train` split (sorted)."
     from collections import Counter
@@ -241,7 +241,7 @@ register_task(OODTask("instructions", "accuracy", instruction_items, score_const
 register_task(OODTask("instructions_short", "accuracy", short_instruction_items, score_constraints, 24,
                       "write / repeat / list words under simple checkable constraints"), ("compact",));
 
-# %% ../nbs/12_ood.ipynb #1c082c7c
+# %% ../nbs/12_ood.ipynb #1b2636cd
 _GUARD = r'''
 import sys
 _BLOCKED = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
@@ -295,7 +295,7 @@ def run_sandboxed(program: str, # Python source (model-written code included): n
         why = lines[-1][:200] if lines else f"killed by signal {-p.returncode}" if p.returncode < 0 else f"exit code {p.returncode}"
         return False, why
 
-# %% ../nbs/12_ood.ipynb #54f1d790
+# %% ../nbs/12_ood.ipynb #69b2cfc0
 def extract_code(completion: str) -> str:
     "The first fenced code block of a completion (an unclosed one runs to the end), else the whole text."
     m = re.search(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", completion, flags=re.S)
@@ -335,7 +335,7 @@ def score_humaneval(item: dict, completion: str, timeout_s: float = 5.0) -> tupl
 register_task(OODTask("humaneval", "accuracy", humaneval_items, score_humaneval, 256,
                       "HumanEval function completion, tests executed in a sandboxed subprocess"), ("full",));
 
-# %% ../nbs/12_ood.ipynb #7518ae2a
+# %% ../nbs/12_ood.ipynb #b9c3d163
 def news_items(n: int, seed: int) -> list[dict]:
     "The first `n` held-out news articles (at most 29; the seed does not matter: the split is fixed)."
     _check_n_seed(n, seed)
@@ -362,7 +362,7 @@ register_task(OODTask("news_ppl", "perplexity", news_items, None, 0,
                       "perplexity on 29 held-out Lee news articles (never in the tiny base's pretraining)"),
               ("full", "compact"));
 
-# %% ../nbs/12_ood.ipynb #05f72ae2
+# %% ../nbs/12_ood.ipynb #458a9db9
 @dataclass
 class OODConfig:
     "How the OOD suite is run."
@@ -390,7 +390,7 @@ class OODConfig:
 
     def task_names(self) -> list[str]: return list(self.tasks or tier_tasks(self.tier))
 
-# %% ../nbs/12_ood.ipynb #ecd9b09d
+# %% ../nbs/12_ood.ipynb #2f759e32
 def wilson_interval(successes: int, n: int) -> tuple[float, float]:
     "Wilson 95% interval of a binomial proportion (statsmodels)."
     from statsmodels.stats.proportion import proportion_confint
@@ -404,7 +404,7 @@ def bootstrap_perplexity(nll: np.ndarray, tokens: np.ndarray, # per-article tota
     ppl = np.exp(nll[idx].sum(1) / tokens[idx].sum(1))
     return float(np.percentile(ppl, 2.5)), float(np.percentile(ppl, 97.5))
 
-# %% ../nbs/12_ood.ipynb #36265e77
+# %% ../nbs/12_ood.ipynb #4a7d81d4
 def _as_sampler(m, batch_size: int):
     from pivotrl_nb.sampling import HFSampler, Sampler
     if isinstance(m, Sampler): return m
@@ -479,7 +479,7 @@ def evaluate_ood(sampler_or_model, # a Sampler, a (model, tokenizer) pair, or a 
                                   "bits_per_byte", "seconds"]]
     return (summary, pd.concat(records, ignore_index=True)) if return_items else summary
 
-# %% ../nbs/12_ood.ipynb #20176bdd
+# %% ../nbs/12_ood.ipynb #bcd9e716
 def ood_change(base: pd.DataFrame, # `evaluate_ood` summary of the base model
                new: pd.DataFrame, # the same tasks for the trained model
               ) -> pd.DataFrame:

@@ -7,7 +7,7 @@ __all__ = ['SOURCES', 'TRAIN_SEED_OFFSET', 'TINY_BASE_DATA_VERSION', 'TinyBaseCo
            'pretraining_documents', 'pretraining_blocks', 'tiny_base_tokenizer', 'lr_factor', 'pretrain_tiny_base',
            'tiny_base_path', 'load_tiny_base', 'pretraining_log']
 
-# %% ../nbs/13_tiny_base.ipynb #9f87618b
+# %% ../nbs/13_tiny_base.ipynb #56d49f86
 from .core import *
 from .models import TinySpec, build_tiny_model, chatml_template, load_model, train_tiny_tokenizer
 from .ood import ARITHMETIC_SMALL, instruction_words, news_articles, short_instruction
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-# %% ../nbs/13_tiny_base.ipynb #12fe2d5b
+# %% ../nbs/13_tiny_base.ipynb #60a64d08
 SOURCES = ("arithmetic", "instructions", "news", "tool_calls")
 TRAIN_SEED_OFFSET = 1_000_003 # pretraining items use seed + this; evaluation uses small seeds
 
@@ -71,7 +71,7 @@ class TinyBaseConfig:
     @property
     def tokens(self) -> int: return self.steps * self.batch_size * self.seq_len
 
-# %% ../nbs/13_tiny_base.ipynb #9a776327
+# %% ../nbs/13_tiny_base.ipynb #4d517cf6
 _VERBS = ("get", "set", "create", "delete", "find", "update", "send", "list", "check", "book", "cancel", "play")
 _NOUNS = ("weather", "order", "user", "file", "note", "ticket", "alarm", "song", "flight", "price", "meeting", "message")
 _PARAMS = {"city": "string", "name": "string", "date": "string", "count": "integer", "amount": "number",
@@ -106,7 +106,7 @@ def tool_call_conversation(rng: random.Random, # source of randomness
              {"role": "tool", "content": json.dumps({"status": "ok"})}, {"role": "assistant", "content": f"Done: {verb} {noun}."}],
             tools)
 
-# %% ../nbs/13_tiny_base.ipynb #1ff7f293
+# %% ../nbs/13_tiny_base.ipynb #5b52a6ea
 def _chat_text(tok, messages, tools=None) -> str:
     return tok.apply_chat_template(messages, tools=tools, tokenize=False)
 
@@ -157,7 +157,7 @@ def pretraining_blocks(cfg: TinyBaseConfig, docs: dict[str, list[list[int]]]) ->
     if len(stream) < need: raise RuntimeError(f"pretraining data has {len(stream)} tokens, {need} needed")
     return torch.tensor(stream[:need]).view(cfg.steps * cfg.batch_size, cfg.seq_len)
 
-# %% ../nbs/13_tiny_base.ipynb #2aa3837b
+# %% ../nbs/13_tiny_base.ipynb #2017eba9
 def tiny_base_tokenizer(cfg: TinyBaseConfig):
     "A byte-level BPE tokenizer (ChatML special tokens and template) trained on the pretraining sources only."
     probe = train_tiny_tokenizer(300)                                  # only to render the chat template
@@ -169,7 +169,7 @@ def tiny_base_tokenizer(cfg: TinyBaseConfig):
         path.write_text("\n".join(l.replace("<|im_start|>", "").replace("<|im_end|>", "") for l in lines), encoding="utf-8")
         return train_tiny_tokenizer(cfg.vocab_size, corpus=path)
 
-# %% ../nbs/13_tiny_base.ipynb #1a01e704
+# %% ../nbs/13_tiny_base.ipynb #99d434a7
 def lr_factor(step: int, cfg: TinyBaseConfig) -> float:
     "Learning-rate multiplier at `step`: linear warm-up, then cosine decay to `cfg.min_lr_ratio`."
     if step < cfg.warmup_steps: return (step + 1) / cfg.warmup_steps
@@ -207,7 +207,7 @@ def pretrain_tiny_base(cfg: TinyBaseConfig = TinyBaseConfig(), # what to train
                finished_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return model.eval(), tok, log
 
-# %% ../nbs/13_tiny_base.ipynb #537251f9
+# %% ../nbs/13_tiny_base.ipynb #192ad9cd
 TINY_BASE_DATA_VERSION = 1 # bump when the data generators change, so no stale checkpoint is reused
 
 def tiny_base_path(cfg: TinyBaseConfig = TinyBaseConfig()) -> Path:
