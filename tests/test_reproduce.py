@@ -72,6 +72,10 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("ewm_validity", ["-p", "n_sims=200", "-p", "horizon=50"]),
     ("rewards_bfcl_oracle", ["-p", "max_per_category=15"]),
     ("rewards_tau2_oracle", ["-p", "max_write_actions=1", "-p", 'domains=["retail"]']),
+    ("ood_base_scores", ["-p", "n=2", "-p", 'tiny_base={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, '
+                         '"num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 512, "seq_len": 64, '
+                         '"batch_size": 4, "steps": 5}', "-p", 'max_tokens={"gsm_symbolic": 4, "arithmetic": 4, '
+                         '"instructions": 4, "humaneval": 8, "arithmetic_small": 4, "instructions_short": 4}']),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     r = cli(tmp_path, "--only", name, *params)
