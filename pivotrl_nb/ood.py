@@ -13,7 +13,7 @@ __all__ = ['NEWS_HELDOUT_EVERY', 'OOD_TASKS', 'TIERS', 'ARITHMETIC_FULL', 'ARITH
 
 # %% ../nbs/12_ood.ipynb #8bb27269
 from .core import *
-import json, math, os, random, re, resource, signal, subprocess, sys, tempfile
+import contextlib, json, math, os, random, re, resource, signal, subprocess, sys, tempfile
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -287,7 +287,7 @@ def run_sandboxed(program: str, # Python source (model-written code included): n
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                with __import__("contextlib").suppress(ProcessLookupError): os.killpg(p.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError): os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         if timed_out: return False, f"timeout after {timeout_s:g} s"
         if p.returncode == 0: return True, "passed"
@@ -412,20 +412,20 @@ def _as_sampler(m, batch_size: int):
     if isinstance(m, str): return HFSampler(m, batch_size=batch_size)
     raise TypeError(f"expected a Sampler, a (model, tokenizer) pair or a model name, got {type(m).__name__}")
 
-def _complete(sampler, items: list[dict], max_tokens: int, temperature: float, seed: int) -> list[str]:
+def _complete(sampler, items: list[dict], max_tokens: int, temperature: float, seed: int) -> list[tuple[str, str]]:
     from pivotrl_nb.sampling import SamplingParams
     order = sorted(range(len(items)), key=lambda i: len(sampler.render_chat(items[i]["messages"])))  # similar lengths batch together
     gens = sampler.chat([items[i]["messages"] for i in order],
                         SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed))
-    out = [""] * len(items)
-    for i, g in zip(order, gens): out[i] = g.completions[0].text
+    out = [("", "")] * len(items)
+    for i, g in zip(order, gens): out[i] = (g.completions[0].text, g.completions[0].finish_reason)
     return out
 
 def run_task(sampler, # a `Sampler` (perplexity needs one with `.model`, e.g. `HFSampler`)
              name: str, # task name
              cfg: OODConfig, # n, seed, decoding and limits
             ) -> pd.DataFrame:
-    "Per-item records of one task: id, prompt, completion, score, reason (perplexity: nll, tokens, bytes)."
+    "Per-item records of one task: id, prompt, completion, finish reason, score, reason (perplexity: nll, tokens, bytes)."
     task = get_task(name)
     items = task.make(cfg.n, cfg.seed)
     if task.kind == "perplexity":
@@ -436,24 +436,24 @@ def run_task(sampler, # a `Sampler` (perplexity needs one with `.model`, e.g. `H
             nll, cnt = text_nll(sampler.model, sampler.tokenizer, x["text"], cfg.ppl_window)
             rows.append(dict(task=name, id=x["id"], nll=nll, tokens=cnt, bytes=len(x["text"].encode())))
         return pd.DataFrame(rows)
-    texts = _complete(sampler, items, cfg.max_tokens.get(name, task.max_tokens), cfg.temperature, cfg.seed)
+    outs = _complete(sampler, items, cfg.max_tokens.get(name, task.max_tokens), cfg.temperature, cfg.seed)
     kw = {"timeout_s": cfg.timeout_s} if name == "humaneval" else {}
-    scored = [task.score(x, t, **kw) for x, t in zip(items, texts)]
-    return pd.DataFrame([dict(task=name, id=x["id"], prompt=x["messages"][-1]["content"], completion=t, score=s, reason=r)
-                         for x, t, (s, r) in zip(items, texts, scored)])
+    scored = [task.score(x, t, **kw) for x, (t, _) in zip(items, outs)]
+    return pd.DataFrame([dict(task=name, id=x["id"], prompt=x["messages"][-1]["content"], completion=t, finish=f,
+                              score=s, reason=r) for x, (t, f), (s, r) in zip(items, outs, scored)])
 
 def summarise_task(records: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict:
-    "One summary row (score, n, 95% interval, metric) from a task's per-item records."
+    "One summary row (score, n, 95% interval, metric, share cut at max_tokens) from a task's per-item records."
     name = records.task.iloc[0]
     if get_task(name).kind == "perplexity":
         nll, tok = records.nll.to_numpy(float), records.tokens.to_numpy(float)
         lo, hi = bootstrap_perplexity(nll, tok, n_boot, seed)
         return dict(task=name, metric="perplexity", score=math.exp(nll.sum() / tok.sum()), lo=lo, hi=hi, n=len(records),
-                    higher_is_better=False, bits_per_byte=nll.sum() / math.log(2) / records.bytes.sum())
+                    higher_is_better=False, bits_per_byte=nll.sum() / math.log(2) / records.bytes.sum(), truncated=float("nan"))
     k = int(records.score.sum())
     lo, hi = wilson_interval(k, len(records))
     return dict(task=name, metric="accuracy", score=k / len(records), lo=lo, hi=hi, n=len(records),
-                higher_is_better=True, bits_per_byte=float("nan"))
+                higher_is_better=True, bits_per_byte=float("nan"), truncated=float((records.finish == "length").mean()))
 
 def evaluate_ood(sampler_or_model, # a Sampler, a (model, tokenizer) pair, or a model name for `HFSampler`
                  tier: str = "full", # "full" or "compact"
@@ -476,7 +476,7 @@ def evaluate_ood(sampler_or_model, # a Sampler, a (model, tokenizer) pair, or a 
         rows.append({**summarise_task(rec, cfg.n_boot, cfg.seed), "tier": tier, "seconds": time.perf_counter() - t0})
         records.append(rec)
     summary = pd.DataFrame(rows)[["tier", "task", "metric", "score", "lo", "hi", "n", "higher_is_better",
-                                  "bits_per_byte", "seconds"]]
+                                  "bits_per_byte", "truncated", "seconds"]]
     return (summary, pd.concat(records, ignore_index=True)) if return_items else summary
 
 # %% ../nbs/12_ood.ipynb #bcd9e716

@@ -117,14 +117,14 @@ def _arithmetic_docs(cfg: TinyBaseConfig, tok, rng: random.Random, k: int) -> li
     return [_chat_text(tok, [{"role": "user", "content": x["question"]}, {"role": "assistant", "content": x["answer"]}])
             for x in ds]
 
-def _instruction_docs(cfg, tok, rng, k, words) -> list[str]:
+def _instruction_docs(tok, rng, k, words) -> list[str]:
     return [_chat_text(tok, [{"role": "user", "content": x["prompt"]}, {"role": "assistant", "content": x["gold"]}])
             for x in (short_instruction(rng, words) for _ in range(k))]
 
-def _tool_docs(cfg, tok, rng, k, words) -> list[str]:
+def _tool_docs(tok, rng, k, words) -> list[str]:
     return [_chat_text(tok, *tool_call_conversation(rng, words)) for _ in range(k)]
 
-def _news_docs(cfg, tok, rng, k, articles) -> list[str]:
+def _news_docs(tok, rng, k, articles) -> list[str]:
     return [a + tok.pad_token for a in rng.sample(articles, min(k, len(articles)))]
 
 def pretraining_documents(cfg: TinyBaseConfig, # the mix, budget and seed
@@ -134,9 +134,9 @@ def pretraining_documents(cfg: TinyBaseConfig, # the mix, budget and seed
     "Token ids of the pretraining documents of each source, filling each source's share of the budget."
     words, articles = instruction_words(), news_articles("train")
     make = {"arithmetic": lambda rng, k: _arithmetic_docs(cfg, tok, rng, k),
-            "instructions": lambda rng, k: _instruction_docs(cfg, tok, rng, k, words),
-            "tool_calls": lambda rng, k: _tool_docs(cfg, tok, rng, k, words),
-            "news": lambda rng, k: _news_docs(cfg, tok, rng, k, articles)}
+            "instructions": lambda rng, k: _instruction_docs(tok, rng, k, words),
+            "tool_calls": lambda rng, k: _tool_docs(tok, rng, k, words),
+            "news": lambda rng, k: _news_docs(tok, rng, k, articles)}
     out = {}
     for src, share in tqdm(cfg.mix, desc="pretraining data", disable=not progress, leave=False):
         rng, docs, n = random.Random(f"tiny-base-{src}-{cfg.seed}"), [], 0
@@ -163,7 +163,7 @@ def tiny_base_tokenizer(cfg: TinyBaseConfig):
     probe = train_tiny_tokenizer(300)                                  # only to render the chat template
     rng, words = random.Random(f"tiny-base-tokenizer-{cfg.seed}"), instruction_words()
     lines = news_articles("train") + _arithmetic_docs(cfg, probe, rng, 2000) + \
-            _instruction_docs(cfg, probe, rng, 2000, words) + _tool_docs(cfg, probe, rng, 500, words)
+            _instruction_docs(probe, rng, 2000, words) + _tool_docs(probe, rng, 500, words)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d)/"corpus.txt"
         path.write_text("\n".join(l.replace("<|im_start|>", "").replace("<|im_end|>", "") for l in lines), encoding="utf-8")
