@@ -140,7 +140,7 @@ class UnknownModelError(KeyError):
 
 def list_models() -> list[str]:
     "Names `load_model` accepts (besides a local HF model folder)."
-    return ["smollm2-135m-instruct", *TINY_MODELS]
+    return ["smollm2-135m-instruct", *TINY_MODELS, "tiny-base"]
 
 def _build(name: str):
     if name == "smollm2-135m-instruct": return build_smollm2()
@@ -159,6 +159,10 @@ def model_path(name: str, # a registered name (see `list_models`) or a local HF 
     if name not in list_models():
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())} "
                                 f"(or the path of a local Hugging Face model folder)")
+    if name == "tiny-base":      # the compact tier's pretrained base (pivotrl_nb.tiny_base): trained on first use
+        from pivotrl_nb.tiny_base import load_tiny_base, tiny_base_path
+        if not (tiny_base_path() / "config.json").exists(): load_tiny_base(progress=False)
+        return tiny_base_path()
     dest = cache_dir("models")/f"{name}-{_build_key(name)}"
     if (dest/"config.json").exists(): return dest
     model, tok = _build(name)
