@@ -74,7 +74,7 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("rewards_tau2_oracle", ["-p", "max_write_actions=1", "-p", 'domains=["retail"]']),
     ("envs_overview", ["-p", 'models=["tiny-llama"]', "-p", 'domains=["bfcl-compact"]', "-p", 'n_eval={"compact": 2, "full": 1}',
                        "-p", 'max_turns={"compact": 2, "full": 1}', "-p", "max_tokens=8"]),
-    ("pivotrl_compact", ["-p", "n_candidates=6", "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=8", "-p", "n_eval=2",
+    ("pivotrl_compact", ["-p", "n_candidates=6", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=8", "-p", "n_eval=2",
                          "-p", 'sft={"steps": 1, "batch_size": 2, "lr": 0.001}', "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001}',
                          "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1}', "-p", "eval_max_turns=1"]),
     ("ood_base_scores", ["-p", "n=2", "-p", 'tiny_base={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, '
