@@ -6,7 +6,7 @@
 __all__ = ['EWMConfig', 'VocabularyMismatchError', 'vocab_size', 'check_same_vocab', 'truncated_model', 'Anchor',
            'SchemeLogitsProcessor', 'generate_watermarked', 'Detection', 'AnchoredEWatermark', 'Steps']
 
-# %% ../nbs/06_lm_watermark.ipynb #0375a8dc
+# %% ../nbs/06_lm_watermark.ipynb #0c5bd569
 from .core import *
 from .watermark import (check_alpha, check_delta, class_coupling_step, growth_rate, hashed_partition,
                                   keyed_uniforms, log_optimal_e_value, EProcess, SkipRule)
@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, GenerationConfig
 
-# %% ../nbs/06_lm_watermark.ipynb #7bb27acc
+# %% ../nbs/06_lm_watermark.ipynb #298b01ef
 @dataclass
 class EWMConfig:
     "Hyper-parameters of the anchored e-watermark on a language model."
@@ -43,7 +43,7 @@ class EWMConfig:
         check_param("anchor_temperature", self.anchor_temperature, float, lo=1e-3)
         check_param("logit_clamp", self.logit_clamp, float, lo=1e-3)
 
-# %% ../nbs/06_lm_watermark.ipynb #c7ec2249
+# %% ../nbs/06_lm_watermark.ipynb #2a86bd24
 class VocabularyMismatchError(ValueError):
     "The anchor and the target do not share a vocabulary."
 
@@ -59,7 +59,7 @@ def check_same_vocab(anchor, target) -> int:
                                              "the anchor must use the target's tokenizer")
     return a
 
-# %% ../nbs/06_lm_watermark.ipynb #c80558e1
+# %% ../nbs/06_lm_watermark.ipynb #9c97ed1d
 def truncated_model(model, # a decoder-only HF causal LM with `model.model.layers` (Llama, Qwen2, ...)
                     n_layers: int, # decoder blocks to keep (from the bottom)
                    ) -> torch.nn.Module:
@@ -79,7 +79,7 @@ def truncated_model(model, # a decoder-only HF causal LM with `model.model.layer
     if any(p.is_meta for p in small.parameters()): raise RuntimeError("truncated_model: some weights were not shared")
     return small.eval()
 
-# %% ../nbs/06_lm_watermark.ipynb #8712c416
+# %% ../nbs/06_lm_watermark.ipynb #99695eec
 class Anchor:
     "The public anchor: p0_t over the vocabulary from the previous tokens (last `window`, or all with a KV cache)."
     def __init__(self, model, # causal LM on the target's vocabulary
@@ -137,7 +137,7 @@ class Anchor:
             else: probs = self._probs(self.model(win, logits_to_keep=1).logits[:, -1])
             yield pos, probs
 
-# %% ../nbs/06_lm_watermark.ipynb #d0116f96
+# %% ../nbs/06_lm_watermark.ipynb #ea553891
 class SchemeLogitsProcessor(LogitsProcessor):
     "Runs a watermark scheme's `choose` inside HF `generate`: only the chosen token keeps a finite score."
     def __init__(self, scheme, # has .choose(comp, q, keys, rng, live) -> tokens and .vocab_size
@@ -162,7 +162,7 @@ class SchemeLogitsProcessor(LogitsProcessor):
         out[torch.arange(len(out)), torch.as_tensor(tokens, device=out.device)] = 0.0
         return out
 
-# %% ../nbs/06_lm_watermark.ipynb #6d4a901a
+# %% ../nbs/06_lm_watermark.ipynb #0e78108b
 def _strip(ids: list[int], eos: int, pad: int) -> list[int]:
     "Completion ids up to (excluding) the first EOS."
     return ids[:ids.index(eos)] if eos in ids else [i for i in ids if i != pad] if pad != eos else ids
@@ -206,7 +206,7 @@ def generate_watermarked(model, tokenizer, # target model and its tokenizer
         out += [_strip(r[L:].tolist(), eos, pad) for r in gen]
     return out
 
-# %% ../nbs/06_lm_watermark.ipynb #2026578a
+# %% ../nbs/06_lm_watermark.ipynb #ca71112f
 @dataclass
 class Detection:
     "What the detector found in one text."
@@ -222,7 +222,7 @@ class Detection:
     mean_growth: float = float("nan") # mean J*(P0_t) over scored steps (anchor quality), nats per token
     note: str = "" # why nothing was scored, if so
 
-# %% ../nbs/06_lm_watermark.ipynb #85c377d4
+# %% ../nbs/06_lm_watermark.ipynb #ce0ecdcd
 class AnchoredEWatermark:
     "The anchored e-watermark (SEAL's class-level generator, the paper's optimal e-value detector)."
     name = "anchored e-watermark"
@@ -253,7 +253,7 @@ class AnchoredEWatermark:
             tokens[b] = class_coupling_step(p0[b], q[b], green, u, rng)[0]
         return tokens
 
-# %% ../nbs/06_lm_watermark.ipynb #f25f79d2
+# %% ../nbs/06_lm_watermark.ipynb #e2f33fd9
 @dataclass
 class Steps:
     "Per-position class-level record of one text under one key."
@@ -273,10 +273,11 @@ def _ids(text_or_ids, tokenizer) -> list[int]:
     if not all(isinstance(i, (int, np.integer)) for i in ids): raise TypeError("a text must be a string or a sequence of int token ids")
     return [int(i) for i in ids]
 
-# %% ../nbs/06_lm_watermark.ipynb #78be637f
+# %% ../nbs/06_lm_watermark.ipynb #85d904de
 @patch
 def steps(self: AnchoredEWatermark, ids: list[int], key) -> Steps:
-    "The class-level record of a text (empty when it is not longer than the warm-up)."
+    "The class-level record of a text (empty when it is not longer than the warm-up); the last one is kept for reuse."
+    if getattr(self, "_last_steps", (None,))[0] == (tuple(ids), key): return self._last_steps[1]
     c, T = self.cfg, len(ids)
     if ids and max(ids) >= self.vocab_size: raise ValueError(f"token id {max(ids)} is outside the vocabulary ({self.vocab_size:,})")
     pos, v, s, P0s, skip = [], [], [], [], []
@@ -289,8 +290,10 @@ def steps(self: AnchoredEWatermark, ids: list[int], key) -> Steps:
                 P0 = np.array([p[~green].sum(), p[green].sum()]); P0 /= P0.sum()
                 pos.append(t); v.append(int(green[ids[t]])); s.append(int(u > P0[0])); P0s.append(P0)
                 skip.append(rule(P0, tuple(ctx)))
-    return Steps(np.array(pos, dtype=np.int64), np.array(v, dtype=np.int64), np.array(s, dtype=np.int64),
-                 np.array(P0s).reshape(-1, 2), np.array(skip, dtype=bool))
+    st = Steps(np.array(pos, dtype=np.int64), np.array(v, dtype=np.int64), np.array(s, dtype=np.int64),
+               np.array(P0s).reshape(-1, 2), np.array(skip, dtype=bool))
+    self._last_steps = ((tuple(ids), key), st)      # SEAL's detector reads the same record right after `detect`
+    return st
 
 @patch
 def detect(self: AnchoredEWatermark, text, # a string (re-tokenised) or token ids of the completion only

@@ -6,7 +6,7 @@
 __all__ = ['Scores', 'SequentialResult', 'betting_log_wealth', 'sequential', 'Scheme', 'hf_lefthash_green', 'KGW', 'GumbelMax',
            'InverseTransform', 'SynthIDTournament', 'poisson_binomial_sf', 'SEALDetector']
 
-# %% ../nbs/07_watermark_baselines.ipynb #56939178
+# %% ../nbs/07_watermark_baselines.ipynb #b4e0c1c3
 from .core import *
 from .watermark import check_alpha, hashed_partition, keyed_uniforms
 from .lm_watermark import AnchoredEWatermark, _ids
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-# %% ../nbs/07_watermark_baselines.ipynb #ead369b1
+# %% ../nbs/07_watermark_baselines.ipynb #62d56e4f
 @dataclass
 class Scores:
     "Per-token scores of one text under one key, with their H0 law's mean and lower bound."
@@ -62,7 +62,7 @@ def sequential(sc: Scores, # a text's scores
     return SequentialResult(sc.n_tokens, n, float(p_values[-1]) if n else 1.0, first(p_values < a / (k * (k + 1))),
                             first(lw >= np.log(1 / a)), first(p_values < a), lw, a)
 
-# %% ../nbs/07_watermark_baselines.ipynb #5e277404
+# %% ../nbs/07_watermark_baselines.ipynb #eec02237
 class Scheme:
     "A keyed token-level watermark: `choose` for generation, `scores` + `detect` for detection."
     name = "scheme"
@@ -104,7 +104,7 @@ class Scheme:
         sc = self.scores(text, key)
         return sequential(sc, self.p_values(sc) if len(sc.x) else np.ones(0), alpha)
 
-# %% ../nbs/07_watermark_baselines.ipynb #f22ad9a6
+# %% ../nbs/07_watermark_baselines.ipynb #f8598bdc
 def hf_lefthash_green(key: int, prev: int, vocab_size: int, gamma: float) -> np.ndarray:
     "transformers' 'lefthash' green list as a bool mask: randperm seeded by key * previous token."
     g = torch.Generator(device="cpu"); g.manual_seed((int(key) * int(prev)) % (2**64 - 1))
@@ -144,7 +144,7 @@ class KGW(Scheme):
         k = np.arange(1, len(sc.x) + 1)
         return stats.binom.sf(np.cumsum(sc.x) - 1, k, self.gamma)
 
-# %% ../nbs/07_watermark_baselines.ipynb #2a941496
+# %% ../nbs/07_watermark_baselines.ipynb #88382453
 class GumbelMax(Scheme):
     "Aaronson's Gumbel-max watermark; Gamma-tail test on sum -log(1 - r)."
     name = "Gumbel-max"
@@ -154,7 +154,7 @@ class GumbelMax(Scheme):
     def score_one(self, key, ctx, token): return float(-np.log1p(-self.r(key, ctx)[token])), 1.0, 0.0
     def p_values(self, sc): return stats.gamma.sf(np.cumsum(sc.x), np.arange(1, len(sc.x) + 1))
 
-# %% ../nbs/07_watermark_baselines.ipynb #2db73674
+# %% ../nbs/07_watermark_baselines.ipynb #6b78b47e
 class InverseTransform(Scheme):
     "Kuditipudi et al.'s inverse-transform watermark; Gamma-tail test on the exact pivot of |u - eta|."
     name = "inverse transform"
@@ -170,7 +170,7 @@ class InverseTransform(Scheme):
         return float(-np.log(max(1 - (1 - abs(u - eta))**2, 1e-300))), 1.0, 0.0
     def p_values(self, sc): return stats.gamma.sf(np.cumsum(sc.x), np.arange(1, len(sc.x) + 1))
 
-# %% ../nbs/07_watermark_baselines.ipynb #001b5e26
+# %% ../nbs/07_watermark_baselines.ipynb #9666f284
 class SynthIDTournament(Scheme):
     "Tournament sampling with keyed Bernoulli(1/2) g-values; binomial test on the mean g score."
     name = "SynthID tournament"
@@ -190,7 +190,7 @@ class SynthIDTournament(Scheme):
         k = np.arange(1, len(sc.x) + 1)
         return stats.binom.sf(np.round(np.cumsum(sc.x) * self.layers) - 1, k * self.layers, 0.5)
 
-# %% ../nbs/07_watermark_baselines.ipynb #3a5d146a
+# %% ../nbs/07_watermark_baselines.ipynb #37c77c1a
 def poisson_binomial_sf(x, p) -> np.ndarray:
     "P(M_k >= x_k) for the Poisson-binomial counts M_k = sum_{i<=k} Bernoulli(p_i), k = 1..n."
     x, p = np.asarray(x), np.asarray(p, dtype=np.float64)

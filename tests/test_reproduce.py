@@ -71,6 +71,8 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("ewm_stopping_times", ["-p", "n_sims=100", "-p", "alphas=[0.01, 1e-10]", "-p", "bench_steps=5"]),
     ("ewm_validity", ["-p", "n_sims=200", "-p", "horizon=50"]),
     ("rewards_bfcl_oracle", ["-p", "max_per_category=15"]),
+    ("ewm_benchmark", ["-p", "n_prompts=2", "-p", "max_new_tokens=40", "-p", "temperatures=[0.7]", "-p", 'perturbations=["lowercase"]',
+                       "-p", "n_human=2", "-p", "n_fpr_keys=1", "-p", "oracle=none", "-p", "anchor_sweep=[2]"]),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     r = cli(tmp_path, "--only", name, *params)
