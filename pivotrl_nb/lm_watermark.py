@@ -6,7 +6,7 @@
 __all__ = ['EWMConfig', 'VocabularyMismatchError', 'vocab_size', 'check_same_vocab', 'truncated_model', 'Anchor',
            'SchemeLogitsProcessor', 'generate_watermarked', 'Detection', 'AnchoredEWatermark', 'Steps']
 
-# %% ../nbs/06_lm_watermark.ipynb #0c5bd569
+# %% ../nbs/06_lm_watermark.ipynb #c1374109
 from .core import *
 from .watermark import (check_alpha, check_delta, class_coupling_step, growth_rate, hashed_partition,
                                   keyed_uniforms, log_optimal_e_value, EProcess, SkipRule)
@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, GenerationConfig
 
-# %% ../nbs/06_lm_watermark.ipynb #298b01ef
+# %% ../nbs/06_lm_watermark.ipynb #ecba07ec
 @dataclass
 class EWMConfig:
     "Hyper-parameters of the anchored e-watermark on a language model."
@@ -43,7 +43,7 @@ class EWMConfig:
         check_param("anchor_temperature", self.anchor_temperature, float, lo=1e-3)
         check_param("logit_clamp", self.logit_clamp, float, lo=1e-3)
 
-# %% ../nbs/06_lm_watermark.ipynb #2a86bd24
+# %% ../nbs/06_lm_watermark.ipynb #de4dd51b
 class VocabularyMismatchError(ValueError):
     "The anchor and the target do not share a vocabulary."
 
@@ -59,7 +59,7 @@ def check_same_vocab(anchor, target) -> int:
                                              "the anchor must use the target's tokenizer")
     return a
 
-# %% ../nbs/06_lm_watermark.ipynb #9c97ed1d
+# %% ../nbs/06_lm_watermark.ipynb #4a343426
 def truncated_model(model, # a decoder-only HF causal LM with `model.model.layers` (Llama, Qwen2, ...)
                     n_layers: int, # decoder blocks to keep (from the bottom)
                    ) -> torch.nn.Module:
@@ -79,7 +79,7 @@ def truncated_model(model, # a decoder-only HF causal LM with `model.model.layer
     if any(p.is_meta for p in small.parameters()): raise RuntimeError("truncated_model: some weights were not shared")
     return small.eval()
 
-# %% ../nbs/06_lm_watermark.ipynb #99695eec
+# %% ../nbs/06_lm_watermark.ipynb #75399b93
 class Anchor:
     "The public anchor: p0_t over the vocabulary from the previous tokens (last `window`, or all with a KV cache)."
     def __init__(self, model, # causal LM on the target's vocabulary
@@ -137,7 +137,7 @@ class Anchor:
             else: probs = self._probs(self.model(win, logits_to_keep=1).logits[:, -1])
             yield pos, probs
 
-# %% ../nbs/06_lm_watermark.ipynb #ea553891
+# %% ../nbs/06_lm_watermark.ipynb #4076724a
 class SchemeLogitsProcessor(LogitsProcessor):
     "Runs a watermark scheme's `choose` inside HF `generate`: only the chosen token keeps a finite score."
     def __init__(self, scheme, # has .choose(comp, q, keys, rng, live) -> tokens and .vocab_size
@@ -162,7 +162,7 @@ class SchemeLogitsProcessor(LogitsProcessor):
         out[torch.arange(len(out)), torch.as_tensor(tokens, device=out.device)] = 0.0
         return out
 
-# %% ../nbs/06_lm_watermark.ipynb #0e78108b
+# %% ../nbs/06_lm_watermark.ipynb #f9125926
 def _strip(ids: list[int], eos: int, pad: int) -> list[int]:
     "Completion ids up to (excluding) the first EOS."
     return ids[:ids.index(eos)] if eos in ids else [i for i in ids if i != pad] if pad != eos else ids
@@ -192,12 +192,12 @@ def generate_watermarked(model, tokenizer, # target model and its tokenizer
     for b in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc="generate"):
         enc = tokenizer(prompts[b:b + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
         L = enc.input_ids.shape[1]
-        if scheme is None:
-            gc = GenerationConfig(do_sample=True, temperature=temperature, top_k=None, top_p=1.0, max_new_tokens=max_new_tokens,
+        if scheme is None:    # top_k=0: HF's default top-k of 50 would truncate q (top_k=None does not disable it)
+            gc = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
                                   pad_token_id=pad, eos_token_id=eos)
             procs = None
         else:
-            gc = GenerationConfig(do_sample=True, temperature=1.0, top_k=None, top_p=1.0, max_new_tokens=max_new_tokens,
+            gc = GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=max_new_tokens,
                                   pad_token_id=pad, eos_token_id=eos)
             if hasattr(scheme, "reset"): scheme.reset()
             procs = LogitsProcessorList([SchemeLogitsProcessor(scheme, L, keys[b:b + batch_size], temperature, eos, seed + b)])
@@ -206,7 +206,7 @@ def generate_watermarked(model, tokenizer, # target model and its tokenizer
         out += [_strip(r[L:].tolist(), eos, pad) for r in gen]
     return out
 
-# %% ../nbs/06_lm_watermark.ipynb #ca71112f
+# %% ../nbs/06_lm_watermark.ipynb #50ce6d8c
 @dataclass
 class Detection:
     "What the detector found in one text."
@@ -222,7 +222,7 @@ class Detection:
     mean_growth: float = float("nan") # mean J*(P0_t) over scored steps (anchor quality), nats per token
     note: str = "" # why nothing was scored, if so
 
-# %% ../nbs/06_lm_watermark.ipynb #ce0ecdcd
+# %% ../nbs/06_lm_watermark.ipynb #827b187a
 class AnchoredEWatermark:
     "The anchored e-watermark (SEAL's class-level generator, the paper's optimal e-value detector)."
     name = "anchored e-watermark"
@@ -253,7 +253,7 @@ class AnchoredEWatermark:
             tokens[b] = class_coupling_step(p0[b], q[b], green, u, rng)[0]
         return tokens
 
-# %% ../nbs/06_lm_watermark.ipynb #e2f33fd9
+# %% ../nbs/06_lm_watermark.ipynb #4de6ebfb
 @dataclass
 class Steps:
     "Per-position class-level record of one text under one key."
@@ -273,7 +273,7 @@ def _ids(text_or_ids, tokenizer) -> list[int]:
     if not all(isinstance(i, (int, np.integer)) for i in ids): raise TypeError("a text must be a string or a sequence of int token ids")
     return [int(i) for i in ids]
 
-# %% ../nbs/06_lm_watermark.ipynb #85d904de
+# %% ../nbs/06_lm_watermark.ipynb #72db4013
 @patch
 def steps(self: AnchoredEWatermark, ids: list[int], key) -> Steps:
     "The class-level record of a text (empty when it is not longer than the warm-up); the last one is kept for reuse."
