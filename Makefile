@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := agg
 
-.PHONY: venv reproduce test test-slow test-vllm venv-vllm sync clean-venv
+.PHONY: venv reproduce test test-slow test-vllm test-vllm-watermark venv-vllm sync clean-venv
 
 $(VENV)/.installed: settings.ini setup.py
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ venv-vllm: $(VENV_VLLM)/.installed
 
 test-vllm: venv-vllm
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 $(VENV_VLLM)/bin/python -m pytest tests/test_vllm_sampler.py --runslow
+
+test-vllm-watermark: venv-vllm
+	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 $(VENV_VLLM)/bin/python -m pytest tests/test_vllm_watermark.py --runslow
 
 # export the notebooks to pivotrl_nb/ and clean them (what CI checks is committed)
 sync: venv

@@ -81,6 +81,8 @@ def test_gpu_requested_without_gpu(tmp_path):
                          '"num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 512, "seq_len": 64, '
                          '"batch_size": 4, "steps": 5}', "-p", 'max_tokens={"gsm_symbolic": 4, "arithmetic": 4, '
                          '"instructions": 4, "humaneval": 8, "arithmetic_small": 4, "instructions_short": 4}']),
+    ("ewm_benchmark", ["-p", "n_prompts=2", "-p", "max_new_tokens=40", "-p", "temperatures=[0.7]", "-p", 'perturbations=["lowercase"]',
+                       "-p", "n_human=2", "-p", "n_fpr_keys=1", "-p", "oracle=none", "-p", "anchor_sweep=[2]"]),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     r = cli(tmp_path, "--only", name, *params)
