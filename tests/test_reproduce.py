@@ -74,6 +74,7 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("rewards_tau2_oracle", ["-p", "max_write_actions=1", "-p", 'domains=["retail"]']),
     ("envs_overview", ["-p", 'models=["tiny-llama"]', "-p", 'domains=["bfcl-compact"]', "-p", 'n_eval={"compact": 2, "full": 1}',
                        "-p", 'max_turns={"compact": 2, "full": 1}', "-p", "max_tokens=8"]),
+    ("grpo_vs_trl", ["-p", "n_states=2", "-p", "group_size=2", "-p", "max_tokens=4", "-p", "steps=1", "-p", "betas=[0.0, 0.04]"]),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     r = cli(tmp_path, "--only", name, *params)
