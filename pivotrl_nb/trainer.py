@@ -299,18 +299,21 @@ class GRPOTrainer(Trainer):
 
     def _policy_loss(self, seqs, masks, adv, rewards, idx):
         ids, att, tgt = pad_batch(seqs, masks, self.pad_id, self.device)
-        live = adv != 0                                   # all-equal groups carry no gradient: skip their forward pass
+        # zero-advantage samples (all-equal groups) carry no surrogate gradient: skip their forward pass, but keep their
+        # tokens in the denominator (the loss is a mean over all sampled tokens of the batch) and keep them when a KL term is on
+        live = adv != 0 if self.ref is None else torch.ones_like(adv, dtype=torch.bool)
         info = dict(batch=[int(i) for i in idx], reward_mean=float(rewards.mean()), reward_var=float(rewards.var(unbiased=False)),
                     group_var_mean=float(rewards.var(-1, unbiased=False).mean()),
                     zero_advantage_share=float((rewards == rewards[:, :1]).all(-1).float().mean()))
         if not live.any(): return sum((p * 0).sum() for p in self.model.parameters()), {**info, "kl": 0.0, "clip_frac": 0.0}
+        n_all = tgt.sum().clamp(min=1)
         ids, att, tgt, a = ids[live], att[live], tgt[live], adv[live].to(self.device)
         new = token_logprobs(self.model, ids, att)
         ref = None
         if self.ref is not None:
             with torch.no_grad(): ref = token_logprobs(self.ref, ids, att)
         loss, st = grpo_loss(new, new.detach(), a, tgt, self.cfg.clip_low, self.cfg.clip_high, ref, self.cfg.beta)
-        return loss, {**info, **st}
+        return loss * (tgt.sum().clamp(min=1) / n_all), {**info, **st}
 
 class PivotRLTrainer(GRPOTrainer):
     "GRPO with one rollout turn from states of a pivot set (or of all candidates, for the ablation)."
