@@ -9,6 +9,7 @@ __all__ = ['DOMAINS', 'Domain', 'coding_expert', 'UnknownDomainError', 'get_doma
 from .envs import Environment, Tau2Env, CompactRetailEnv, BFCLEnv
 from .execution import Sandbox
 from .coding_env import CodingEnv
+from .search_env import SearchEnv
 from .trajectories import gold_expert
 import random
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ def coding_expert(env, rng) -> "Action":
 DOMAINS.update({d.name: d for d in [
     Domain("coding-full", "full", "SWE-Bench Verified", lambda sb: CodingEnv("full"), "coding", coding_expert),
     Domain("coding-compact", "compact", "SWE-Bench Verified", lambda sb: CodingEnv("compact"), "coding", coding_expert),
+    Domain("search-full", "full", "BrowseComp", lambda sb: SearchEnv("full", sb), "search", lambda env, rng: env.expert_action(rng)),
+    Domain("search-compact", "compact", "BrowseComp", lambda sb: SearchEnv("compact", sb), "search", lambda env, rng: env.expert_action(rng)),
 ]})
 
 class UnknownDomainError(KeyError):
