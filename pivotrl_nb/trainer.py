@@ -289,13 +289,13 @@ class GRPOTrainer(Trainer):
             raise ValueError("a separate sampler needs a sync_weights function (and sync_weights needs a sampler), or it samples off-policy")
         self.sampler = sampler or HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False)
         self.sync_weights = sync_weights
-
-    def after_step(self):
-        if self.sync_weights is not None: self.sync_weights(self.policy)
         self.ref = None
         if self.cfg.beta > 0:
             self.ref = copy.deepcopy(self.policy).eval()
             for p in self.ref.parameters(): p.requires_grad_(False)
+
+    def after_step(self):
+        if self.sync_weights is not None: self.sync_weights(self.policy)
 
     def _policy_loss(self, seqs, masks, adv, rewards, idx):
         ids, att, tgt = pad_batch(seqs, masks, self.pad_id, self.device)
