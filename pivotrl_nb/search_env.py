@@ -10,7 +10,8 @@ __all__ = ['SEARCH_SIZES', 'SEARCH_SYSTEM', 'words', 'load_documents', 'BM25', '
 from .core import check_param
 from .envs import Environment, Task, Outcome, EnvError
 from .rewards import Action
-from .models import asset_path, news_corpus_path
+from .models import asset_path
+from .ood import news_articles
 import bz2, hashlib, json, math, re
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -36,8 +37,7 @@ def load_documents(corpora: tuple[str, ...] = ("news", "wiki")) -> list[dict]:
     "Documents {id, title, text} of the shipped news articles and/or Wikipedia pages (redirects and stubs dropped)."
     docs = []
     if "news" in corpora:
-        arts = dict.fromkeys(l.strip() for l in news_corpus_path().read_text(encoding="utf-8").splitlines() if l.strip())
-        docs += [{"id": f"news-{i}", "title": " ".join(a.split()[:8]) + " ...", "text": a} for i, a in enumerate(arts)]
+        docs += [{"id": f"news-{i}", "title": " ".join(a.split()[:8]) + " ...", "text": a} for i, a in enumerate(news_articles("all"))]
     if "wiki" in corpora:
         p = asset_path("gensim", "test", "test_data", "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
         root = ET.fromstring(bz2.open(p).read().decode("utf-8")); ns = root.tag.split("}")[0] + "}"
