@@ -11,6 +11,7 @@ from .execution import Sandbox
 from .coding_env import CodingEnv
 from .search_env import SearchEnv
 from .trajectories import gold_expert
+from .rewards import Action
 import random
 from dataclasses import dataclass
 from typing import Callable
@@ -34,7 +35,7 @@ DOMAINS = {d.name: d for d in [
     Domain("bfcl-compact", "compact", "Terminal-Bench", lambda sb: BFCLEnv(sb, compact=True), "terminal"),
 ]}
 
-def coding_expert(env, rng) -> "Action":
+def coding_expert(env, rng) -> Action:
     "The coding environment's scripted expert, driven by the episode's numpy generator."
     return env.expert_action(random.Random(int(rng.integers(2**31))))
 

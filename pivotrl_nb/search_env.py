@@ -7,7 +7,6 @@ __all__ = ['SEARCH_SIZES', 'SEARCH_SYSTEM', 'words', 'load_documents', 'BM25', '
            'normalize_answer', 'search_tool_schemas', 'SearchEnv']
 
 # %% ../nbs/09c_search_env.ipynb #537e6e39
-from .core import check_param
 from .envs import Environment, Task, Outcome, EnvError
 from .rewards import Action
 from .models import asset_path
