@@ -153,11 +153,13 @@ class HFSampler(Sampler):
             L = max(len(p) for p in batch)
             ids = torch.tensor([[self.pad_id]*(L-len(p)) + p for p in batch], device=dev)
             mask = torch.tensor([[0]*(L-len(p)) + [1]*len(p) for p in batch], device=dev)
-            sample = params.temperature > 0
+            sample, cache, n = params.temperature > 0, None, params.n
+            if n > 1 and L > 1:   # the n samples of a prompt share its prefill: run it once, then copy the cache
+                cache, ids, mask = self._shared_prefill(ids, mask, n), ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
             g = self.model.generate(
-                input_ids=ids, attention_mask=mask, max_new_tokens=params.max_tokens, do_sample=sample,
+                input_ids=ids, attention_mask=mask, **{self._cache_kw: cache}, max_new_tokens=params.max_tokens, do_sample=sample,
                 temperature=params.temperature if sample else None, top_p=params.top_p if sample else None,
-                top_k=None, num_return_sequences=params.n, output_logits=True, return_dict_in_generate=True,
+                top_k=None, num_return_sequences=1 if cache is not None else n, output_logits=True, return_dict_in_generate=True,
                 pad_token_id=self.pad_id, eos_token_id=sorted(self._eos_ids()),
                 stop_strings=params.stop or None, tokenizer=self.tokenizer if params.stop else None,
                 logits_processor=LogitsProcessorList(self.logits_processors))
@@ -168,6 +170,21 @@ class HFSampler(Sampler):
             for i in range(len(batch)):
                 out.append([self.finish(new[i*params.n+j], lp[i*params.n+j], params) for j in range(params.n)])
         return out
+
+    def _shared_prefill(self, ids, mask, n):
+        "KV cache of every prompt but its last token, computed once and repeated n times per prompt."
+        from transformers import DynamicCache
+        cache = DynamicCache(config=self.model.config)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)   # positions as `generate` counts them under left padding
+        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True, **{self._cache_kw: cache})
+        cache.batch_repeat_interleave(n)
+        return cache
+
+    @property
+    def _cache_kw(self) -> str:
+        "The KV-cache argument's name (`cache` from transformers 5.2x, `past_key_values` before)."
+        import inspect
+        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
 # %% ../nbs/02_sampling.ipynb #95e18b68
 @torch.inference_mode()
