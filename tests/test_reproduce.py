@@ -76,7 +76,8 @@ def test_gpu_requested_without_gpu(tmp_path):
                        "-p", 'max_turns={"compact": 2, "full": 1}', "-p", "max_tokens=8"]),
     ("pivotrl_compact", ["-p", "n_candidates=6", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=8", "-p", "n_eval=2",
                          "-p", 'sft={"steps": 1, "batch_size": 2, "lr": 0.001}', "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001}',
-                         "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1}', "-p", "eval_max_turns=1"]),
+                         "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1}', "-p", "eval_max_turns=1",
+                         "-p", 'methods=["sft", "pivotrl", "e2e"]', "-p", 'first_seed_methods=["random+strict"]', "-p", "ood_n=2"]),
     ("ood_base_scores", ["-p", "n=2", "-p", 'tiny_base={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, '
                          '"num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 512, "seq_len": 64, '
                          '"batch_size": 4, "steps": 5}', "-p", 'max_tokens={"gsm_symbolic": 4, "arithmetic": 4, '
