@@ -74,10 +74,6 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("rewards_tau2_oracle", ["-p", "max_write_actions=1", "-p", 'domains=["retail"]']),
     ("envs_overview", ["-p", 'models=["tiny-llama"]', "-p", 'domains=["bfcl-compact"]', "-p", 'n_eval={"compact": 2, "full": 1}',
                        "-p", 'max_turns={"compact": 2, "full": 1}', "-p", "max_tokens=8"]),
-    ("pivotrl_compact", ["-p", "n_candidates=6", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=8", "-p", "n_eval=2",
-                         "-p", 'sft={"steps": 1, "batch_size": 2, "lr": 0.001}', "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001}',
-                         "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1}', "-p", "eval_max_turns=1",
-                         "-p", 'methods=["sft", "pivotrl", "e2e"]', "-p", 'first_seed_methods=["random+strict"]', "-p", "ood_n=2"]),
     ("ood_base_scores", ["-p", "n=2", "-p", 'tiny_base={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, '
                          '"num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 512, "seq_len": 64, '
                          '"batch_size": 4, "steps": 5}', "-p", 'max_tokens={"gsm_symbolic": 4, "arithmetic": 4, '
@@ -93,3 +89,30 @@ def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     key, value = params[1].split("=")
     assert json.loads((out / "manifest.json").read_text())["params"][key] == json.loads(value)
     assert (out / "summary.md").read_text().startswith("### ")
+
+
+PIVOTRL_TINY = ["-p", "n_candidates=6", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=8",
+                "-p", "n_eval=2", "-p", 'sft={"steps": 1, "batch_size": 2, "lr": 0.001}',
+                "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001}',
+                "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1}', "-p", "eval_max_turns=1",
+                "-p", 'methods=["sft", "pivotrl", "e2e"]', "-p", 'first_seed_methods=["random+strict"]', "-p", "ood_n=2"]
+
+
+def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
+    r = cli(tmp_path, "--only", "pivotrl_compact", *PIVOTRL_TINY)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = tmp_path / "results" / "pivotrl_compact" / "cpu"
+    assert json.loads((out / "manifest.json").read_text())["params"]["n_candidates"] == 6
+    eps = pd.read_csv(out / "final_episodes.csv")
+    assert {"base", "sft", "e2e", "random+strict"} <= set(eps.method) and set(eps.groupby("method").size()) <= {2, 4}
+    r = cli(tmp_path, "--only", "pivotrl_tables", "-p", 'runs=["pivotrl_compact"]', "-p", 'compute_run="pivotrl_compact"', "-p", "n_boot=100")
+    assert r.returncode == 0, r.stdout + r.stderr
+    tables = tmp_path / "results" / "pivotrl_tables" / "cpu"
+    t1 = pd.read_csv(tables / "table1.csv")
+    assert t1["domain (ours)"].tolist() == ["bfcl-compact", "mean"] and t1["paper SFT"].tolist() == [13.75, 27.77]
+    assert (tables / "summary.md").read_text().startswith("### PivotRL tables")
+
+
+def test_pivotrl_tables_names_a_missing_run(tmp_path):
+    r = cli(tmp_path, "--only", "pivotrl_tables")
+    assert r.returncode == 1 and "pivotrl-nb run --scale cpu --only pivotrl_compact" in r.stdout + r.stderr
