@@ -105,7 +105,7 @@ def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["params"]["n_candidates"] == 6
     eps = pd.read_csv(out / "final_episodes.csv")
     assert {"base", "sft", "e2e", "random+strict"} <= set(eps.method) and set(eps.groupby("method").size()) <= {2, 4}
-    r = cli(tmp_path, "--only", "pivotrl_tables", "-p", 'runs=["pivotrl_compact"]', "-p", 'compute_run="pivotrl_compact"', "-p", "n_boot=100")
+    r = cli(tmp_path, "--only", "pivotrl_tables", "-p", 'runs=["pivotrl_compact"]', "-p", 'compute_runs=["pivotrl_compact"]', "-p", "n_boot=100")
     assert r.returncode == 0, r.stdout + r.stderr
     tables = tmp_path / "results" / "pivotrl_tables" / "cpu"
     t1 = pd.read_csv(tables / "table1.csv")
