@@ -194,12 +194,15 @@ class CompactRetailEnv(Tau2Env):
                 write = {"name": "cancel_pending_order", "arguments": {"order_id": o["order_id"], "reason": reason}}
             elif kind == "return":
                 item = o["items"][rng.integers(len(o["items"]))]
-                pay = sorted(u["payment_methods"])[rng.integers(len(u["payment_methods"]))]
+                ok = sorted({o["payment_history"][0]["payment_method_id"]} | {p for p in u["payment_methods"] if p.startswith("gift_card")})
+                pay = ok[rng.integers(len(ok))]   # tau2 refunds only to the original payment method or a gift card
                 ask = f"I want to return the {item['name'].lower()} (item {item['item_id']}) from order {o['order_id']}; refund it to {pay}."
                 write = {"name": "return_delivered_order_items", "arguments": {"order_id": o["order_id"],
                          "item_ids": [item["item_id"]], "payment_method_id": pay}}
             else:
-                a = db["users"][orders[rng.integers(len(orders))]["user_id"]]["address"]
+                a = o["address"]
+                while a == o["address"]:   # a new address: the write must change the order
+                    a = db["users"][orders[rng.integers(len(orders))]["user_id"]]["address"]
                 ask = (f"Please ship my order {o['order_id']} to {a['address1']}, {a['address2']}, {a['city']}, "
                        f"{a['state']} {a['zip']}, {a['country']}.")
                 write = {"name": "modify_pending_order_address", "arguments": {"order_id": o["order_id"], **a}}
@@ -209,7 +212,7 @@ class CompactRetailEnv(Tau2Env):
             out.append(Task(tid, self.name, split_, [f"{who} {ask}"], [[find, write]]))
         return [t for t in out if split is None or t.split == split]
 
-# %% ../nbs/09_envs.ipynb #4a4c6e70
+# %% ../nbs/09_envs.ipynb #de6f64d7
 BFCL_TYPES = {"dict": "object", "float": "number", "tuple": "array", "any": "string"}
 
 def _openai_types(schema):
@@ -233,7 +236,7 @@ def bfcl_tools(classes: list[str], exclude: list[str] = ()) -> list[dict]:
                                                           "parameters": _openai_types(f["parameters"])}})
     return out
 
-# %% ../nbs/09_envs.ipynb #8b9fabe1
+# %% ../nbs/09_envs.ipynb #5da62b20
 BFCL_SYSTEM = ("You are an assistant that operates the user's tools. Use the tools to do what the user asks; "
                "when the request is done, reply with a short message.")
 
