@@ -91,7 +91,7 @@ def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     assert (out / "summary.md").read_text().startswith("### ")
 
 
-PIVOTRL_TINY = ["-p", "n_candidates=6", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=8",
+PIVOTRL_TINY = ["-p", "n_candidates=6", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=128",
                 "-p", "n_eval=2", "-p", 'sft={"steps": 1, "batch_size": 2, "lr": 0.001}',
                 "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001}',
                 "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1}', "-p", "eval_max_turns=1",
