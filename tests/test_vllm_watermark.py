@@ -12,10 +12,10 @@ vllm = pytest.importorskip("vllm")
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
-from pivotrl_nb.lm_watermark import AnchoredEWatermark, EWMConfig  # noqa: E402
+from pivotrl_nb.ewm.lm import AnchoredEWatermark, EWMConfig  # noqa: E402
 from pivotrl_nb.models import load_model, model_path  # noqa: E402
-from pivotrl_nb.vllm_watermark import WATERMARK_KEY, vllm_watermark_processor  # noqa: E402
-from pivotrl_nb.watermark_baselines import GumbelMax  # noqa: E402
+from pivotrl_nb.ewm.vllm import WATERMARK_KEY, vllm_watermark_processor  # noqa: E402
+from pivotrl_nb.ewm.baselines import GumbelMax  # noqa: E402
 
 PROMPTS = ["The government said", "Australia", "On Monday the", "Police in Sydney"]
 CFG = EWMConfig(anchor_window=20)

@@ -1,0 +1,1 @@
+"""Agentic environments: one interface, tool backends, tau2, BFCL, coding and search."""
