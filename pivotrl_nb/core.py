@@ -20,9 +20,12 @@ import contextlib, json, random, subprocess, tempfile, time, platform
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING: import torch   # imported where used, so `import pivotrl_nb.core` stays light
 
 # %% ../nbs/00_core.ipynb #b8c25f0e
 class PivotRLNBError(Exception):
@@ -37,8 +40,8 @@ def lookup(registry, # a mapping from names to entries
            name, # the name asked for
            hint: str = "", # appended to the message, e.g. "(or the path of a local model folder)"
           ):
-    "`registry[name]`, or an `UnknownNameError` listing the names it holds."
-    if name in registry: return registry[name]
+    "`registry[name]` (a mapping) or `name` (a sequence or set), or an `UnknownNameError` listing the names."
+    if name in registry: return registry[name] if isinstance(registry, Mapping) else name
     raise UnknownNameError(f"unknown {kind} {name!r}; available: {', '.join(map(str, registry))}"
                            + (f" {hint}" if hint else ""))
 

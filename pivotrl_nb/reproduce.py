@@ -80,7 +80,7 @@ def check_parameters(path: str | Path, params: dict):
                                  f"like {defaults[k]!r}, got {type(v).__name__} {v!r}")
 
 # %% ../nbs/08_reproduce.ipynb #627a8b34
-class NotebookError(RuntimeError):
+class NotebookError(PivotRLNBError, RuntimeError):
     "A reproduction notebook raised: names the notebook, the cell and the error."
     def __init__(self, notebook, cell: int, ename: str, evalue: str, executed=None):
         self.notebook, self.cell, self.ename, self.evalue, self.executed = notebook, cell, ename, evalue, executed

@@ -8,12 +8,15 @@ __all__ = ['SamplingParams', 'Completion', 'Generation', 'SamplerError', 'Sample
 
 # %% ../nbs/07_sampling.ipynb #40128e80
 from .core import *
+from .models import load_model, load_tokenizer, model_path
+import inspect
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from transformers import DynamicCache, LogitsProcessorList
 
 # %% ../nbs/07_sampling.ipynb #11575d22
 @dataclass
@@ -54,7 +57,7 @@ class Generation:
     completions: list[Completion]
 
 # %% ../nbs/07_sampling.ipynb #4763317d
-class SamplerError(RuntimeError):
+class SamplerError(PivotRLNBError, RuntimeError):
     "A backend failed to produce completions."
 
 class Sampler(ABC):
@@ -134,7 +137,6 @@ class HFSampler(Sampler):
                  logits_processors: list | None = None, # extra transformers LogitsProcessors (e.g. a watermark)
                 ):
         if isinstance(model, str):
-            from pivotrl_nb.models import load_model
             model, tokenizer = load_model(model, device=device)
         if tokenizer is None: raise ValueError("HFSampler needs the model's tokenizer")
         check_param("batch_size", batch_size, int, lo=1)
@@ -144,7 +146,6 @@ class HFSampler(Sampler):
 
     @torch.inference_mode()
     def _generate(self, prompts, params):
-        from transformers import LogitsProcessorList
         dev = self.model.device
         if params.seed is not None: torch.manual_seed(params.seed)
         batches = [prompts[i:i+self.batch_size] for i in range(0, len(prompts), self.batch_size)]
@@ -173,7 +174,6 @@ class HFSampler(Sampler):
 
     def _shared_prefill(self, ids, mask, n):
         "KV cache of every prompt but its last token, computed once and repeated n times per prompt."
-        from transformers import DynamicCache
         cache = DynamicCache(config=self.model.config)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)   # positions as `generate` counts them under left padding
         self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True, **{self._cache_kw: cache})
@@ -183,7 +183,6 @@ class HFSampler(Sampler):
     @property
     def _cache_kw(self) -> str:
         "The KV-cache argument's name (`cache` from transformers 5.2x, `past_key_values` before)."
-        import inspect
         return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
 # %% ../nbs/07_sampling.ipynb #95e18b68
@@ -214,7 +213,6 @@ class VLLMSampler(Sampler):
                  **llm_kwargs, # passed to `vllm.LLM` (dtype, gpu_memory_utilization, tensor_parallel_size, ...)
                 ):
         vllm = require_vllm()
-        from pivotrl_nb.models import load_tokenizer, model_path
         path = str(model_path(model))
         self.tokenizer = load_tokenizer(path)
         self.progress = progress
@@ -244,7 +242,6 @@ class OpenAISampler(Sampler):
                  progress: bool = True,
                 ):
         if isinstance(tokenizer, str):
-            from pivotrl_nb.models import load_tokenizer
             tokenizer = load_tokenizer(tokenizer)
         self.base_url, self.model, self.tokenizer = base_url.rstrip("/"), model, tokenizer
         self.api_key, self.timeout, self.max_workers, self.progress = api_key, timeout, max_workers, progress

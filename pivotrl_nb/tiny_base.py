@@ -9,8 +9,8 @@ __all__ = ['SOURCES', 'TRAIN_SEED_OFFSET', 'TINY_BASE_DATA_VERSION', 'TinyBaseCo
 
 # %% ../nbs/05_tiny_base.ipynb #56d49f86
 from .core import *
-from .models import TinySpec, build_tiny_model, chatml_template, load_model, train_tiny_tokenizer
-from .pivotrl.ood import ARITHMETIC_SMALL, instruction_words, news_articles, short_instruction
+from .builders import TinySpec, build_tiny_model, chatml_template, load_folder, train_tiny_tokenizer
+from .data import ARITHMETIC_SMALL, instruction_words, news_articles, short_instruction
 import hashlib, json, math, os, random, shutil, tempfile, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -234,7 +234,7 @@ def load_tiny_base(cfg: TinyBaseConfig = TinyBaseConfig(), # what to load (train
             if dest.exists(): shutil.rmtree(dest)                              # an incomplete earlier attempt
             os.replace(tmp, dest)
         finally: shutil.rmtree(tmp, ignore_errors=True)
-    return load_model(str(dest), device=device)
+    return load_folder(dest, device)
 
 def pretraining_log(cfg: TinyBaseConfig = TinyBaseConfig()) -> dict:
     "The pretraining log (loss curve, timings, data counts) saved with the checkpoint of `cfg`."

@@ -7,6 +7,7 @@ __all__ = ['EpisodeConfig', 'run_episodes', 'success_rate']
 
 # %% ../../nbs/20_pivotrl.episodes.ipynb #674f9a4a
 from ..core import *
+from ..stats import proportion_interval
 from .rewards import parse_action
 from .envs.base import Environment, Task
 from ..sampling import Sampler, SamplingParams
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
 from tqdm.auto import tqdm
 
 # %% ../../nbs/20_pivotrl.episodes.ipynb #a91d9c63
@@ -40,7 +40,7 @@ def _context_limit(sampler: Sampler, config: EpisodeConfig) -> int:
     return getattr(getattr(m, "config", None), "max_position_embeddings", None) or 10**9
 
 # %% ../../nbs/20_pivotrl.episodes.ipynb #d58ee23b
-def run_episodes(make_env: Callable[[], Environment], # a fresh environment (sharing one Sandbox is fine)
+def run_episodes(make_env: Callable[[], Environment], # a fresh environment (sharing one ToolSandbox is fine)
                  tasks: list[Task],
                  sampler: Sampler,
                  config: EpisodeConfig | None = None,
@@ -96,7 +96,7 @@ def success_rate(df: pd.DataFrame, # rows with a boolean `success` column
     "Success rate with a Wilson interval (statsmodels), overall or per group."
     def one(g):
         k, n = int(g.success.sum()), len(g)
-        lo, hi = proportion_confint(k, n, alpha=alpha, method="wilson")
+        lo, hi = proportion_interval(k, n, alpha=alpha)
         return pd.Series(dict(n=n, successes=k, rate=k / n, ci_low=lo, ci_high=hi))
     if not len(df): raise ValueError("no episodes")
     if by is None: return one(df).to_frame().T

@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['EQUIVALENT_BY_EXECUTION', 'STATE_DIFFERS', 'OBSERVATION_DIFFERS', 'EXECUTION_ERROR', 'EXECUTION_TIMEOUT', 'Snapshot',
-           'SandboxError', 'SandboxTimeout', 'Sandbox', 'execution_reward']
+           'ToolSandbox', 'is_error_observation', 'execution_reward']
 
 # %% ../../nbs/12_pivotrl.execution.ipynb #de40fcf9
+from ..core import *
 from .rewards import *
-from .. import tool_backends
-import json, os, resource, select, subprocess, sys
+from ..sandbox import SandboxTimeout, Worker
+import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 # %% ../../nbs/12_pivotrl.execution.ipynb #1e9fdc21
 @dataclass(frozen=True)
@@ -37,65 +37,14 @@ def _plain_calls(calls: list[dict]) -> list[dict]:
     return out
 
 # %% ../../nbs/12_pivotrl.execution.ipynb #efca261e
-class SandboxError(RuntimeError):
-    "The sandbox worker failed, answered with an error, or timed out."
-
-class SandboxTimeout(SandboxError): "The sandbox worker did not answer in time; it was killed and will be restarted."
-
-def _limits(memory_mb: int, cpu_s: int):
-    def apply():
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb << 20, memory_mb << 20))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))     # no file writes
-        os.setsid()
-    return apply
-
-class Sandbox:
-    "A worker process that executes tool calls on snapshot copies, with memory, CPU and wall-clock limits."
+class ToolSandbox(Worker):
+    "The tool backends in a sandboxed worker (`sandbox.Worker`): tool calls run on snapshot copies."
     def __init__(self,
                  timeout: float = 30.0, # seconds to wait for one answer (the first request also builds the snapshot)
                  memory_mb: int = 4096, # address-space limit of the worker
                  cpu_s: int = 3600, # CPU-time limit of the worker over its life (it is restarted when hit)
                 ):
-        self.timeout, self.memory_mb, self.cpu_s, self.proc = timeout, memory_mb, cpu_s, None
-        self.starts = 0   # worker processes started so far (more than one: some were killed)
-
-    def _start(self):
-        root = str(Path(tool_backends.__file__).resolve().parent.parent)   # where the worker's package lives
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
-        env.update(PYTHONPATH=root, PYTHONHASHSEED="0", PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-c", "from pivotrl_nb.pivotrl.envs.backends import serve; serve()"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, encoding="utf-8", errors="surrogateescape", env=env,
-                                     preexec_fn=_limits(self.memory_mb, self.cpu_s))
-
-    def close(self):
-        "Stop the worker."
-        if self.proc is not None:
-            self.proc.kill(); self.proc.wait(); self.proc = None
-
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.close()
-    def __del__(self): self.close()
-
-    def request(self, req: dict) -> dict:
-        "Send one request and wait for its answer; a dead or silent worker is restarted and the request fails."
-        if self.proc is None or self.proc.poll() is not None:
-            self._start(); self.starts += 1
-        try:
-            self.proc.stdin.write(json.dumps(req, ensure_ascii=False) + "\n"); self.proc.stdin.flush()
-            ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
-            line = self.proc.stdout.readline() if ready else None
-        except (BrokenPipeError, OSError) as e:
-            self.close(); raise SandboxError(f"the sandbox worker died ({e})") from None
-        if line is None:
-            self.close(); raise SandboxTimeout(f"no answer within {self.timeout:g} s; worker killed")
-        if not line:
-            code = self.proc.poll(); self.close()
-            raise SandboxError(f"the sandbox worker exited (code {code}: memory or CPU limit?)")
-        answer = json.loads(line)
-        if "error" in answer: raise SandboxError(answer["error"])
-        return answer
+        super().__init__("pivotrl_nb.pivotrl.envs.backends", timeout, memory_mb, cpu_s)
 
     def tools(self, snapshot: Snapshot) -> list[str]: return self.request(snapshot.request(op="tools"))["tools"]
     def run(self, snapshot: Snapshot, calls: list[dict]) -> list[str]:
@@ -103,7 +52,8 @@ class Sandbox:
         return self.request(snapshot.request(op="run", calls=_plain_calls(calls)))["observations"]
     def compare(self, snapshot: Snapshot, expected: list[dict], sampled: list[dict]) -> dict:
         "Run both call lists on copies of the snapshot: same state? same observations? (and both observation lists)."
-        return self.request(snapshot.request(op="compare", expected=_plain_calls(expected), sampled=_plain_calls(sampled)))
+        req = snapshot.request(op="compare", expected=_plain_calls(expected), sampled=_plain_calls(sampled))
+        return self.request(req)
 
 # %% ../../nbs/12_pivotrl.execution.ipynb #ecc03666
 EQUIVALENT_BY_EXECUTION = "equivalent_by_execution"
@@ -112,7 +62,7 @@ OBSERVATION_DIFFERS = "observation_differs"
 EXECUTION_ERROR = "sampled_action_errors"
 EXECUTION_TIMEOUT = "execution_timeout"
 
-def _is_error(obs: str) -> bool:
+def is_error_observation(obs: str) -> bool:
     "tau2 and BFCL's executor render failures as 'Error...'; BFCL's tools also return {'error': ...}."
     if obs.startswith("Error"): return True
     try: o = json.loads(obs)
@@ -122,7 +72,7 @@ def _is_error(obs: str) -> bool:
 def execution_reward(action, # sampled action: Action, assistant message dict, or raw text
                      expected, # the demonstrated action at this state
                      snapshot: Snapshot, # the environment at the state (before either action)
-                     sandbox: Sandbox, # where the calls run
+                     sandbox: ToolSandbox, # where the calls run
                      tools: list[dict] | None = None, # tool schemas, for messages and argument decoding
                      config: VerifierConfig | str = "conversational", # used when either side is a message
                     ) -> Reward:
@@ -138,7 +88,7 @@ def execution_reward(action, # sampled action: Action, assistant message dict, o
     except SandboxTimeout as err: return Reward(0.0, EXECUTION_TIMEOUT, str(err))
     if r["unknown_tools"]: return Reward(0.0, UNKNOWN_TOOL, r["unknown_tools"][0])
     if r["same_state"] and r["same_observations"]: return Reward(1.0, EQUIVALENT_BY_EXECUTION)
-    errs = [o for o in r["sampled_observations"] if _is_error(o)]
-    if errs and not any(map(_is_error, r["expected_observations"])): return Reward(0.0, EXECUTION_ERROR, errs[0][:200])
+    errs = [o for o in r["sampled_observations"] if is_error_observation(o)]
+    if errs and not any(map(is_error_observation, r["expected_observations"])): return Reward(0.0, EXECUTION_ERROR, errs[0][:200])
     if not r["same_state"]: return Reward(0.0, STATE_DIFFERS, r["state_difference"])
     return Reward(0.0, OBSERVATION_DIFFERS)

@@ -143,7 +143,7 @@ def pad_batch(seqs: list[list[int]], masks: list[list[int]], pad_id: int, device
     return ids, att, tgt
 
 # %% ../../nbs/24_pivotrl.trainer.ipynb #0985f447
-class TrainingError(RuntimeError):
+class TrainingError(PivotRLNBError, RuntimeError):
     "Training stopped: a non-finite loss, or inputs it cannot train on."
 
 class Trainer:

@@ -7,7 +7,8 @@ __all__ = ['PREAMBLES', 'CLOSINGS', 'CONFIRMATIONS', 'gold_expert', 'play', 'tra
 
 # %% ../../nbs/18_pivotrl.trajectories.ipynb #c0fdcb15
 from .rewards import Action
-from .envs.base import Environment, Task, Tau2Env, CONFIRM
+from .envs.base import Environment, Task
+from .envs.tau2 import Tau2Env, CONFIRM
 from .envs.backends import TAU2_WRITE_TOOLS
 import json
 from typing import Callable

@@ -7,12 +7,11 @@ __all__ = ['SEARCH_SIZES', 'SEARCH_SYSTEM', 'words', 'load_documents', 'BM25', '
            'normalize_answer', 'search_tool_schemas', 'SearchEnv']
 
 # %% ../../../nbs/17_pivotrl.envs.search.ipynb #537e6e39
+from ...core import *
+from ...data import news_articles, wiki_pages
 from .base import Environment, Task, Outcome, EnvError
 from ..rewards import Action
-from ...models import asset_path
-from ..ood import news_articles
-import bz2, hashlib, json, math, re
-import xml.etree.ElementTree as ET
+import hashlib, json, math, re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -38,13 +37,9 @@ def load_documents(corpora: tuple[str, ...] = ("news", "wiki")) -> list[dict]:
     if "news" in corpora:
         docs += [{"id": f"news-{i}", "title": " ".join(a.split()[:8]) + " ...", "text": a} for i, a in enumerate(news_articles("all"))]
     if "wiki" in corpora:
-        p = asset_path("gensim", "test", "test_data", "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-        root = ET.fromstring(bz2.open(p).read().decode("utf-8")); ns = root.tag.split("}")[0] + "}"
-        for pg in root.findall(f"{ns}page"):
-            raw = pg.find(f".//{ns}text").text or ""
-            if raw.lstrip().upper().startswith("#REDIRECT"): continue
-            text = _clean_wiki(raw)
-            if len(text) > 1500: docs.append({"id": f"wiki-{pg.find(f'{ns}id').text}", "title": pg.find(f"{ns}title").text, "text": text})
+        for pg in wiki_pages():
+            text = _clean_wiki(pg["markup"])
+            if len(text) > 1500: docs.append({"id": f"wiki-{pg['id']}", "title": pg["title"], "text": text})
     unknown = set(corpora) - {"news", "wiki"}
     if unknown: raise ValueError(f"unknown corpora {sorted(unknown)}; use 'news' and/or 'wiki'")
     return docs
