@@ -157,7 +157,7 @@ def package_versions(names=MANIFEST_PACKAGES) -> dict[str, str | None]:
     return out
 
 def git_commit(path: str | Path | None = None) -> str | None:
-    "The current git commit, with '+dirty' when code differs from it (results/, figures/ and README.md, which runs rewrite, excluded)."
+    "The current git commit, '+dirty' when code differs from it (results/, figures/ and README.md are not code)."
     cwd = path or project_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)

@@ -130,8 +130,10 @@ def execute_notebook(src: str | Path, # notebook to run
     if backend == "auto":
         if not have: raise RuntimeError("no notebook executor installed: `pip install papermill` (or execnb)")
         backend = have[0]
-    if backend not in ("papermill", "execnb"): raise ValueError(f"backend must be auto, papermill or execnb, got {backend!r}")
-    if backend not in have: raise RuntimeError(f"backend {backend!r} is not installed here; installed: {have or 'none'}")
+    if backend not in ("papermill", "execnb"):
+        raise ValueError(f"backend must be auto, papermill or execnb, got {backend!r}")
+    if backend not in have:
+        raise RuntimeError(f"backend {backend!r} is not installed here; installed: {have or 'none'}")
     src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     (_papermill if backend == "papermill" else _execnb)(src, dst, params)

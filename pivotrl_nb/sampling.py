@@ -155,15 +155,30 @@ class HFSampler(Sampler):
             ids = torch.tensor([[self.pad_id]*(L-len(p)) + p for p in batch], device=dev)
             mask = torch.tensor([[0]*(L-len(p)) + [1]*len(p) for p in batch], device=dev)
             sample, cache, n = params.temperature > 0, None, params.n
-            if n > 1 and L > 1:   # the n samples of a prompt share its prefill: run it once, then copy the cache
-                cache, ids, mask = self._shared_prefill(ids, mask, n), ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+            if n > 1 and L > 1:  # the n samples of a prompt share its prefill: run it once, then copy the cache
+                cache, ids, mask = (
+                    self._shared_prefill(ids, mask, n),
+                    ids.repeat_interleave(n, 0),
+                    mask.repeat_interleave(n, 0),
+                )
             g = self.model.generate(
-                input_ids=ids, attention_mask=mask, **{self._cache_kw: cache}, max_new_tokens=params.max_tokens, do_sample=sample,
-                temperature=params.temperature if sample else None, top_p=params.top_p if sample else None,
-                top_k=None, num_return_sequences=1 if cache is not None else n, output_logits=True, return_dict_in_generate=True,
-                pad_token_id=self.pad_id, eos_token_id=sorted(self._eos_ids()),
-                stop_strings=params.stop or None, tokenizer=self.tokenizer if params.stop else None,
-                logits_processor=LogitsProcessorList(self.logits_processors))
+                input_ids=ids,
+                attention_mask=mask,
+                **{self._cache_kw: cache},
+                max_new_tokens=params.max_tokens,
+                do_sample=sample,
+                temperature=params.temperature if sample else None,
+                top_p=params.top_p if sample else None,
+                top_k=None,
+                num_return_sequences=1 if cache is not None else n,
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=self.pad_id,
+                eos_token_id=sorted(self._eos_ids()),
+                stop_strings=params.stop or None,
+                tokenizer=self.tokenizer if params.stop else None,
+                logits_processor=LogitsProcessorList(self.logits_processors),
+            )
             new = g.sequences[:, L:]
             logits = torch.stack(g.logits, 1).float()          # raw model logits, [B*n, T, V]
             lp = torch.log_softmax(logits, -1).gather(-1, new[..., None])[..., 0]
@@ -175,8 +190,14 @@ class HFSampler(Sampler):
     def _shared_prefill(self, ids, mask, n):
         "KV cache of every prompt but its last token, computed once and repeated n times per prompt."
         cache = DynamicCache(config=self.model.config)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)   # positions as `generate` counts them under left padding
-        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1], use_cache=True, **{self._cache_kw: cache})
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions as `generate` counts them under left padding
+        self.model(
+            input_ids=ids[:, :-1],
+            attention_mask=mask[:, :-1],
+            position_ids=pos[:, :-1],
+            use_cache=True,
+            **{self._cache_kw: cache},
+        )
         cache.batch_repeat_interleave(n)
         return cache
 
@@ -272,4 +293,6 @@ class OpenAISampler(Sampler):
     def _generate(self, prompts, params):
         with ThreadPoolExecutor(self.max_workers) as ex:
             futs = [ex.submit(self._request, p, params) for p in prompts]
-            return [f.result() for f in tqdm(futs, desc="requests", disable=not self.progress or len(futs) < 2, leave=False)]
+            return [
+                f.result() for f in tqdm(futs, desc="requests", disable=not self.progress or len(futs) < 2, leave=False)
+            ]

@@ -56,7 +56,7 @@ def test_failing_notebook_names_the_cell_and_error(tmp_path):
     r = cli(tmp_path, "--only", "sampler_throughput", *SMALL, "-p", 'models=["gpt-5"]')
     assert r.returncode == 1
     assert "sampler_throughput.ipynb failed in cell" in r.stdout
-    assert "UnknownModelError: unknown model 'gpt-5'; available: smollm2-135m-instruct, tiny-llama" in r.stdout
+    assert "UnknownNameError: unknown model 'gpt-5'; available: smollm2-135m-instruct, tiny-llama" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
     assert (tmp_path / "results" / "sampler_throughput" / "cpu" / "sampler_throughput.ipynb").exists()
 

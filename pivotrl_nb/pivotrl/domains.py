@@ -31,10 +31,10 @@ class Domain:
     expert: Callable = gold_expert # (env, rng) -> Action
 
 DOMAINS = {d.name: d for d in [
-    Domain("tau2-airline", "full", "tau2-Bench", lambda sb: Tau2Env("airline", sb)),
-    Domain("tau2-retail", "full", "tau2-Bench", lambda sb: Tau2Env("retail", sb)),
+    Domain("tau2-airline-full", "full", "tau2-Bench", lambda sb: Tau2Env("airline", sb)),
+    Domain("tau2-retail-full", "full", "tau2-Bench", lambda sb: Tau2Env("retail", sb)),
     Domain("tau2-retail-compact", "compact", "tau2-Bench", lambda sb: CompactRetailEnv(sb)),
-    Domain("bfcl", "full", "Terminal-Bench", lambda sb: BFCLEnv(sb), "terminal"),
+    Domain("bfcl-full", "full", "Terminal-Bench", lambda sb: BFCLEnv(sb), "terminal"),
     Domain("bfcl-compact", "compact", "Terminal-Bench", lambda sb: BFCLEnv(sb, compact=True), "terminal"),
 ]}
 
@@ -42,12 +42,38 @@ def coding_expert(env, rng) -> Action:
     "The coding environment's scripted expert, driven by the episode's numpy generator."
     return env.expert_action(random.Random(int(rng.integers(2**31))))
 
-DOMAINS.update({d.name: d for d in [
-    Domain("coding-full", "full", "SWE-Bench Verified", lambda sb: CodingEnv("full"), "coding", coding_expert),
-    Domain("coding-compact", "compact", "SWE-Bench Verified", lambda sb: CodingEnv("compact"), "coding", coding_expert),
-    Domain("search-full", "full", "BrowseComp", lambda sb: SearchEnv("full", sb), "search", lambda env, rng: env.expert_action(rng)),
-    Domain("search-compact", "compact", "BrowseComp", lambda sb: SearchEnv("compact", sb), "search", lambda env, rng: env.expert_action(rng)),
-]})
+DOMAINS.update(
+    {
+        d.name: d
+        for d in [
+            Domain("coding-full", "full", "SWE-Bench Verified", lambda sb: CodingEnv("full"), "coding", coding_expert),
+            Domain(
+                "coding-compact",
+                "compact",
+                "SWE-Bench Verified",
+                lambda sb: CodingEnv("compact"),
+                "coding",
+                coding_expert,
+            ),
+            Domain(
+                "search-full",
+                "full",
+                "BrowseComp",
+                lambda sb: SearchEnv("full", sb),
+                "search",
+                lambda env, rng: env.expert_action(rng),
+            ),
+            Domain(
+                "search-compact",
+                "compact",
+                "BrowseComp",
+                lambda sb: SearchEnv("compact", sb),
+                "search",
+                lambda env, rng: env.expert_action(rng),
+            ),
+        ]
+    }
+)
 
 def get_domain(name: str) -> Domain:
     "The registered domain called `name`."
