@@ -116,6 +116,22 @@ def test_ruff_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_star_imports_supply_every_name_they_are_trusted_for():
+    "The only star import is core's (nbdev style); every name ruff cannot resolve must be one core exports."
+    import json
+    import pivotrl_nb.core as core
+    ruff = Path(sys.executable).parent / "ruff"
+    r = subprocess.run([ruff, "check", "--no-cache", "--select", "F403,F405", "--exclude", "_modidx.py", "pivotrl_nb",
+                        "--output-format", "json"], capture_output=True, text=True, cwd=ROOT)
+    found = json.loads(r.stdout)
+    stars = {e["filename"] for e in found if e["code"] == "F403"}
+    assert all("from ..core import *" in line or "from .core import *" in line or "from ...core import *" in line
+               for f in stars for line in Path(f).read_text().splitlines() if line.endswith("import *")), stars
+    unknown = sorted({(Path(e["filename"]).name, e["message"].split("`")[1]) for e in found if e["code"] == "F405"
+                      if e["message"].split("`")[1] not in core.__all__})
+    assert not unknown, f"names that are neither defined nor exported by core: {unknown}"
+
+
 def test_lines_at_most_120_characters():
     "Exported modules and notebook code cells (nbdev's generated `__all__` line and markdown tables excepted)."
     import json

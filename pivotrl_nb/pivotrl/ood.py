@@ -16,7 +16,7 @@ from ..data import (ARITHMETIC_FULL, ARITHMETIC_SMALL, END_PHRASES, humaneval_pr
 from ..sampling import HFSampler, Sampler, SamplingParams
 from ..sandbox import run_python
 from ..stats import bootstrap_interval, proportion_interval
-import json, math, random, re
+import json, math, random, re, time
 from dataclasses import dataclass, field
 from typing import Callable
 
