@@ -205,6 +205,8 @@ class SEAL(WatermarkScheme):
         self.ewm, self.vocab_size, self.tokenizer = ewm, ewm.vocab_size, ewm.tokenizer
 
     def reset(self): self.ewm.reset()
+    @property
+    def stateless(self) -> bool: return self.ewm.stateless
     def choose(self, comp, q, keys, rng, live): return self.ewm.choose(comp, q, keys, rng, live)
 
     def scores(self, text, key) -> Scores:

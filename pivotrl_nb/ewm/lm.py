@@ -230,6 +230,9 @@ class AnchoredEWatermark(WatermarkScheme):
 
     def reset(self): self.anchor.reset()
 
+    @property
+    def stateless(self) -> bool: return self.cfg.anchor_window is not None   # else the anchor keeps a KV cache
+
     def _seed(self, key, ctx: list[int]) -> tuple[np.ndarray, float]:
         "Green mask and seed uniform of one hash context."
         return hashed_partition(key, ctx, self.vocab_size, self.cfg.gamma), float(keyed_uniforms(key, ctx)[0])

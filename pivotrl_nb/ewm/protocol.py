@@ -76,6 +76,7 @@ class WatermarkScheme:
     name = "watermark scheme" # shown in tables and messages
     vocab_size: int # the target's vocabulary size
     tokenizer = None # re-tokenises the strings given to `detect`
+    stateless = True # `choose` keeps no state between calls (what vLLM needs)
 
     def reset(self) -> None:
         "Forget the state of the previous batch (e.g. an anchor's KV cache); `generate_watermarked` calls it."

@@ -47,9 +47,9 @@ def vllm_watermark_processor(scheme_factory: Callable, # builds the WatermarkSch
 
         def __init__(self, vllm_config, device: torch.device, is_pin_memory: bool):
             self.scheme = scheme_factory()
-            if getattr(getattr(self.scheme, "cfg", None), "anchor_window", 0) is None:
-                raise ValueError("in vLLM the anchored e-watermark needs a stateless anchor: "
-                                 "set EWMConfig(anchor_window=20)")
+            if not self.scheme.stateless:
+                raise ValueError(f"in vLLM a scheme must be stateless and {self.scheme.name} is not "
+                                 "(it keeps a KV-cached anchor): set EWMConfig(anchor_window=20)")
             check_same_vocab(self.scheme.vocab_size, vllm_config.model_config.get_vocab_size())
             self.rng, self.reqs = np.random.default_rng(seed), {}
 
