@@ -15,7 +15,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 from pivotrl_nb.ewm.lm import AnchoredEWatermark, EWMConfig  # noqa: E402
 from pivotrl_nb.models import load_model, model_path  # noqa: E402
 from pivotrl_nb.ewm.vllm import WATERMARK_KEY, vllm_watermark_processor  # noqa: E402
-from pivotrl_nb.ewm.baselines import GumbelMax  # noqa: E402
+from pivotrl_nb.ewm.baselines import get_scheme  # noqa: E402
 
 PROMPTS = ["The government said", "Australia", "On Monday the", "Police in Sydney"]
 CFG = EWMConfig(anchor_window=20)
@@ -49,15 +49,18 @@ def test_vllm_watermark_is_detected_and_leaves_other_requests_alone():
     plain = llm(None).generate(PROMPTS[:1], greedy, use_tqdm=False)[0].outputs[0].token_ids
     assert list(outs[-1].outputs[0].token_ids) == list(plain)
     with pytest.raises(Exception, match="temperature > 0"):
-        engine.generate(PROMPTS[:1], vllm.SamplingParams(temperature=0.0, max_tokens=5, extra_args={WATERMARK_KEY: 1}), use_tqdm=False)
+        engine.generate(PROMPTS[:1], vllm.SamplingParams(temperature=0.0, max_tokens=5, extra_args={WATERMARK_KEY: 1}),
+                        use_tqdm=False)
 
 
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_vllm_gumbel_watermark_is_detected():
-    engine = llm([vllm_watermark_processor(lambda: GumbelMax(2048))])
-    params = [vllm.SamplingParams(temperature=1.0, max_tokens=40, min_tokens=40, seed=i, extra_args={WATERMARK_KEY: 3}) for i in range(2)]
+    engine = llm([vllm_watermark_processor(lambda: get_scheme("gumbel-max")(2048))])
+    params = [vllm.SamplingParams(temperature=1.0, max_tokens=40, min_tokens=40, seed=i, extra_args={WATERMARK_KEY: 3})
+              for i in range(2)]
     outs = engine.generate(PROMPTS[:2], params, use_tqdm=False)
+    det = get_scheme("gumbel-max")(2048)
     for o in outs:
-        r = GumbelMax(2048).detect(list(o.outputs[0].token_ids), key=3)
-        assert r.stop_bonferroni > 0 and GumbelMax(2048).detect(list(o.outputs[0].token_ids), key=4).stop_bonferroni < 0
+        ids = list(o.outputs[0].token_ids)
+        assert det.detect(ids, key=3).stopping_times["bonferroni"] > 0 and not det.detect(ids, key=4).detected
