@@ -7,6 +7,7 @@ __all__ = ['proportion_interval', 'bootstrap_interval']
 
 # %% ../nbs/02_stats.ipynb #73fe72b4
 from .core import *
+import operator
 from typing import Callable
 
 import numpy as np
@@ -19,6 +20,7 @@ def proportion_interval(successes: int, # number of successes
                        ) -> tuple[float, float]:
     "Confidence interval of a binomial proportion (statsmodels' `proportion_confint`)."
     from statsmodels.stats.proportion import proportion_confint
+    successes, n = operator.index(successes), operator.index(n)   # numpy integers too, never floats
     check_param("n", n, int, lo=1); check_param("successes", successes, int, lo=0, hi=n)
     check_param("method", method, str, choices=("wilson", "beta"))
     lo, hi = proportion_confint(successes, n, alpha=alpha, method=method)
