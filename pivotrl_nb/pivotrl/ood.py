@@ -11,8 +11,9 @@ __all__ = ['OOD_TASKS', 'TIERS', 'NUMBER_ONLY', 'CONSTRAINT_TYPES', 'TOPICS', 'H
 
 # %% ../../nbs/23_pivotrl.ood.ipynb #8bb27269
 from ..core import *
-from ..data import (ARITHMETIC_FULL, ARITHMETIC_SMALL, END_PHRASES, humaneval_problems, instruction_words,
-                             news_articles, short_instruction)
+from ..data import (
+    ARITHMETIC_FULL, ARITHMETIC_SMALL, END_PHRASES, humaneval_problems, instruction_words, news_articles,
+    short_instruction)
 from ..sampling import HFSampler, Sampler, SamplingParams
 from ..sandbox import run_python
 from ..stats import bootstrap_interval, proportion_interval
