@@ -35,7 +35,7 @@ class UnknownNameError(PivotRLNBError, KeyError):
     "A name that a registry of this package does not hold."
     def __str__(self): return self.args[0]
 
-def lookup(registry, # a mapping from names to entries
+def lookup(registry, # a mapping from names to entries, or a collection of names
            kind: str, # what it holds, for the message: "model", "domain", ...
            name, # the name asked for
            hint: str = "", # appended to the message, e.g. "(or the path of a local model folder)"

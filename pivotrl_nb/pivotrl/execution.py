@@ -64,8 +64,9 @@ OBSERVATION_DIFFERS = "observation_differs"
 EXECUTION_ERROR = "sampled_action_errors"
 EXECUTION_TIMEOUT = "execution_timeout"
 
-def is_error_observation(obs: str) -> bool:
+def is_error_observation(obs) -> bool:
     "tau2 and BFCL's executor render failures as 'Error...'; BFCL's tools also return {'error': ...}."
+    if not isinstance(obs, str): return False   # e.g. a message without content
     if obs.startswith("Error"): return True
     try: o = json.loads(obs)
     except ValueError: return False

@@ -22,8 +22,6 @@ from tqdm.auto import tqdm
 # %% ../../nbs/21_pivotrl.pivots.ipynb #fe609fd5
 POLICIES = ("all", "tool_calls", "non_error_tool_calls")
 
-def _is_error(content) -> bool: return isinstance(content, str) and is_error_observation(content)
-
 def extract_candidates(trajectories: Dataset, # expert trajectory rows (`trajectories.trajectory_dataset` format)
                        policy: str = "all", # "all" | "tool_calls" | "non_error_tool_calls"
                        tools: tuple[str, ...] | None = None, # keep only calls to these tools (e.g. search steps)
@@ -40,7 +38,7 @@ def extract_candidates(trajectories: Dataset, # expert trajectory rows (`traject
             if policy != "all" and not calls: continue
             if tools is not None and not (calls and all(c["function"]["name"] in tools for c in calls)): continue
             if policy == "non_error_tool_calls" and any(
-                _is_error(x.get("content")) for x in msgs[t + 1 : t + 1 + len(calls)]
+                is_error_observation(x.get("content")) for x in msgs[t + 1 : t + 1 + len(calls)]
             ):
                 continue
             rows.append(
