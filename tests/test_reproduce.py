@@ -14,7 +14,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "nbs" / "repro" / "manifest.toml"
-SMALL = ["-p", 'models=["tiny-llama"]', "-p", "batch_sizes=[1,2]", "-p", "max_tokens=4", "-p", "repeats=1"]
+SMALL = ["-p", 'models=["tiny-llama"]', "-p", "batch_sizes=[1,2]", "-p", "max_tokens=4", "-p", "repeats=1",
+         "-p", 'paths=["loop-fp32"]', "-p", 'pivot_domain=""', "-p", "rollout_prompts=2", "-p", "rollout_n=2",
+         "-p", "rollout_tokens=8", "-p", "bandwidth_gib=0.05"]
 
 
 def cli(tmp_path, *args):
