@@ -98,12 +98,14 @@ def _value(rng: random.Random, name: str, words: list[str]):
     if name == "date": return f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
     return rng.choice(words).capitalize() if name in ("city", "name") else rng.choice(words)
 
+def _schema(name: str, description: str, params: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
+        "type": "object", "properties": {k: {"type": t} for k, t in params.items()}, "required": list(params)}}}
+
 def _tool(rng: random.Random) -> dict:
     verb, noun = rng.choice(_VERBS), rng.choice(_NOUNS)
     params = rng.sample(sorted(_PARAMS), rng.randint(1, 3))
-    return {"type": "function", "function": {
-        "name": f"{verb}_{noun}", "description": f"{verb.capitalize()} a {noun}.",
-        "parameters": {"type": "object", "properties": {p: {"type": _PARAMS[p]} for p in params}, "required": params}}}
+    return _schema(f"{verb}_{noun}", f"{verb.capitalize()} a {noun}.", {p: _PARAMS[p] for p in params})
 
 def tool_call_conversation(rng: random.Random, # source of randomness
                            words: list[str], # vocabulary for string arguments
@@ -139,10 +141,6 @@ def opaque_id(rng: random.Random, words: list[str]) -> str:
     if shape == 1: return str(rng.randrange(10**6, 10**10))
     if shape == 2: return f"{rng.choice(words)}_{rng.choice(words)}_{rng.randrange(1000, 10000)}"
     return "".join(rng.choice(_ALNUM) for _ in range(rng.randint(6, 10)))
-
-def _schema(name: str, description: str, params: dict) -> dict:
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
-        "type": "object", "properties": {k: {"type": t} for k, t in params.items()}, "required": list(params)}}}
 
 def tool_use_episode(rng: random.Random, # source of randomness
                      words: list[str], # vocabulary for names and identifiers
