@@ -10,7 +10,7 @@ from .core import *
 from .builders import (
     SMOLLM2_GGUF, SMOLLM2_SYSTEM, TINY_MODELS, build_smollm2, build_tiny_model, chatml_template, load_folder,
     load_tokenizer_folder, train_tiny_tokenizer)
-from .tiny_base import load_tiny_base, tiny_base_path
+from .tiny_base import TINY_BASES, load_tiny_base, tiny_base_path
 import hashlib, os, shutil, tempfile
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from transformers import GenerationConfig, PreTrainedTokenizerFast
 # %% ../nbs/06_models.ipynb #10151588
 def list_models() -> list[str]:
     "Names `load_model` accepts (besides a local HF model folder)."
-    return ["smollm2-135m-instruct", *TINY_MODELS, "tiny-base"]
+    return ["smollm2-135m-instruct", *TINY_MODELS, *TINY_BASES]
 
 def _build(name: str):
     if name == "smollm2-135m-instruct": return build_smollm2()
@@ -37,9 +37,10 @@ def model_path(name: str, # a registered name (see `list_models`) or a local HF 
     "A local HF-format folder (safetensors) for `name`, built once into the cache when needed."
     if Path(name).is_dir(): return Path(name)
     lookup(list_models(), "model", name, "(or the path of a local Hugging Face model folder)")
-    if name == "tiny-base":      # the compact tier's pretrained base (pivotrl_nb.tiny_base): trained on first use
-        if not (tiny_base_path() / "config.json").exists(): load_tiny_base(progress=False)
-        return tiny_base_path()
+    if name in TINY_BASES:      # the compact tier's pretrained bases (pivotrl_nb.tiny_base): trained on first use
+        cfg = TINY_BASES[name]
+        if not (tiny_base_path(cfg) / "config.json").exists(): load_tiny_base(cfg, progress=False)
+        return tiny_base_path(cfg)
     dest = cache_dir("models")/f"{name}-{_build_key(name)}"
     if (dest/"config.json").exists(): return dest
     model, tok = _build(name)
