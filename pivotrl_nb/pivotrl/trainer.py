@@ -325,6 +325,10 @@ class GRPOTrainer(Trainer):
         sync_weights: Callable | None = None,  # (policy) -> None, called after every optimiser step to update `sampler`
         **kw,
     ):
+        ref = None   # pi_0 is the model passed in: copied before a resume loads the checkpoint's weights into it
+        if config.beta > 0:
+            ref = copy.deepcopy(model).eval()
+            for p in ref.parameters(): p.requires_grad_(False)
         super().__init__(model, tokenizer, config, **kw)
         if (sampler is None) != (sync_weights is None):
             raise ValueError(
@@ -335,11 +339,7 @@ class GRPOTrainer(Trainer):
             dtype = getattr(torch, self.cfg.sampler_dtype) if self.cfg.sampler_dtype else None
             sampler = HFSampler(self.policy, tokenizer, batch_size=self.cfg.sample_batch, progress=False, dtype=dtype)
             sync_weights = sampler.sync_weights if dtype is not None else None
-        self.sampler, self.sync_weights = sampler, sync_weights
-        self.ref = None
-        if self.cfg.beta > 0:
-            self.ref = copy.deepcopy(self.policy).eval()
-            for p in self.ref.parameters(): p.requires_grad_(False)
+        self.sampler, self.sync_weights, self.ref = sampler, sync_weights, ref
 
     def after_step(self):
         if self.sync_weights is not None: self.sync_weights(self.policy)
