@@ -64,6 +64,7 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 def train_tiny_tokenizer(vocab_size: int = TINY_VOCAB, # total vocabulary including special tokens
                          corpus: Path | None = None, # text file to train on; default: the Lee news corpus
+                         tool_format: str = "json", # how its chat template lists tools (see `chatml_template`)
                         ) -> PreTrainedTokenizerFast:
     "Train a byte-level BPE tokenizer with ChatML special tokens and our chat template."
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -76,7 +77,7 @@ def train_tiny_tokenizer(vocab_size: int = TINY_VOCAB, # total vocabulary includ
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(lines, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=chatml_template(), model_max_length=2048)
+                                   chat_template=chatml_template(tool_format=tool_format), model_max_length=2048)
 
 # %% ../nbs/04_builders.ipynb #409e892b
 @dataclass(frozen=True)

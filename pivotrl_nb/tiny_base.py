@@ -291,8 +291,7 @@ def pretraining_blocks(cfg: TinyBaseConfig, docs: dict[str, list[list[int]]]) ->
 # %% ../nbs/05_tiny_base.ipynb #2017eba9
 def tiny_base_tokenizer(cfg: TinyBaseConfig):
     "A byte-level BPE tokenizer (ChatML special tokens and template) trained on the pretraining sources only."
-    probe = train_tiny_tokenizer(300)                                  # only to render the chat template
-    probe.chat_template = chatml_template(tool_format=cfg.tool_format)
+    probe = train_tiny_tokenizer(300, tool_format=cfg.tool_format)     # only to render the chat template
     rng, words = random.Random(f"tiny-base-tokenizer-{cfg.seed}"), instruction_words()
     lines = news_articles("train") + _arithmetic_docs(cfg, probe, rng, 2000) + \
             _instruction_docs(probe, rng, 2000, words) + _tool_docs(probe, rng, 500, words)
@@ -302,9 +301,7 @@ def tiny_base_tokenizer(cfg: TinyBaseConfig):
         path.write_text(
             "\n".join(l.replace("<|im_start|>", "").replace("<|im_end|>", "") for l in lines), encoding="utf-8"
         )
-        tok = train_tiny_tokenizer(cfg.vocab_size, corpus=path)
-    tok.chat_template = chatml_template(tool_format=cfg.tool_format)
-    return tok
+        return train_tiny_tokenizer(cfg.vocab_size, corpus=path, tool_format=cfg.tool_format)
 
 # %% ../nbs/05_tiny_base.ipynb #99d434a7
 def lr_factor(step: int, cfg: TinyBaseConfig) -> float:

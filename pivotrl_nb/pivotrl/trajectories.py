@@ -94,10 +94,9 @@ def warmup_dataset(env: CompactRetailEnv, # supplies the prompt and the tools
     word = lambda: rng.choice(words).capitalize()
     digits = lambda k: "".join(rng.choice("0123456789") for _ in range(k))
     db = env._backend.server._base_db()
-    taken = {json.dumps(x) for u in db["users"].values() for x in (u["name"]["first_name"], u["name"]["last_name"])}
-    pays = [p for u in db["users"].values() for p in u["payment_methods"]]
-    items = [i["item_id"] for o in db["orders"].values() for i in o["items"]]
-    taken |= {json.dumps(x) for x in [*db["orders"], *db["users"], *pays, *items]}
+    taken = {x for u in db["users"].values() for x in (u["name"]["first_name"], u["name"]["last_name"],
+                                                       *u["payment_methods"])}
+    taken |= {*db["orders"], *db["users"], *(i["item_id"] for o in db["orders"].values() for i in o["items"])}
     tools, rows = env.tools(None), []
     while len(rows) < n:
         k = len(rows)
@@ -111,7 +110,7 @@ def warmup_dataset(env: CompactRetailEnv, # supplies the prompt and the tools
                      "address2": f"Suite {rng.randrange(100, 1000)}", "city": word(), "country": "USA",
                      "state": rng.choice(_STATES), "zip": digits(5)})}[kind]()
         mine = (first, last, order_id, user_id, extra.get("item_id"), extra.get("payment_method_id"))
-        if taken & {json.dumps(x) for x in mine}: continue                        # nothing of the DB's
+        if taken & set(mine): continue                                               # nothing of the DB's
         opening, gold = compact_retail_request(kind, first, last, zip_code, order_id, **extra)
         msgs = [{"role": "system", "content": COMPACT_RETAIL_SYSTEM}, {"role": "user", "content": opening}]
         outputs = [user_id, json.dumps({"order_id": order_id, "user_id": user_id, "status": _STATUS[kind]})]
