@@ -97,10 +97,11 @@ def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
 
 
 PIVOTRL_TINY = ["-p", "n_candidates=6", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "k=2", "-p", "max_tokens=128",
-                "-p", "n_eval=2", "-p", 'sft={"steps": 1, "batch_size": 2, "lr": 0.001}',
-                "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001}',
-                "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1}', "-p", "eval_max_turns=1",
-                "-p", 'methods=["sft", "pivotrl", "e2e"]', "-p", 'first_seed_methods=["random+strict"]', "-p", "ood_n=2"]
+                "-p", "n_eval=2", "-p", "n_val=2", "-p", 'sft={"steps": 2, "batch_size": 2, "lr": 0.001, "eval_every": 1}',
+                "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001, "eval_every": 1}',
+                "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1, "eval_every": 1}',
+                "-p", "eval_max_turns=1", "-p", 'methods=["sft", "pivotrl", "e2e"]', "-p", 'first_seed_methods=["random+strict"]',
+                "-p", "ood_n=2", "-p", "n_boot=100"]
 
 
 def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
@@ -110,7 +111,15 @@ def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["params"]["n_candidates"] == 6
     eps = pd.read_csv(out / "final_episodes.csv")
     assert {"base", "sft", "e2e", "random+strict"} <= set(eps.method) and set(eps.groupby("method").size()) <= {2, 4}
-    r = cli(tmp_path, "--only", "pivotrl_tables", "-p", 'runs=["pivotrl_compact"]', "-p", 'compute_runs=["pivotrl_compact"]', "-p", "n_boot=100")
+    chosen = pd.read_csv(out / "checkpoints.csv").query("seed == 0").set_index("method")   # the best validation step
+    log = pd.read_csv(out / "training_log.csv")
+    sft_val = log[(log.method == "sft") & (log.seed == 0) & (log.step > 0)].set_index("step").val_success
+    assert chosen.loc["sft", "step"] == sft_val.idxmax() and chosen.loc["sft", "val_success"] == sft_val.max()
+    assert json.loads((out / "mining.json").read_text())["gate"] == "not measured"
+    tables = ["--only", "pivotrl_tables", "-p", 'runs=["pivotrl_compact"]', "-p", 'compute_runs=["pivotrl_compact"]', "-p", "n_boot=100"]
+    r = cli(tmp_path, *tables)   # the domain has no gate verdict: the tables refuse it
+    assert r.returncode == 1 and "must be on a domain that passed pivotrl_gate" in r.stdout + r.stderr
+    r = cli(tmp_path, *tables, "-p", "gated_only=false")
     assert r.returncode == 0, r.stdout + r.stderr
     tables = tmp_path / "results" / "pivotrl_tables" / "cpu"
     t1 = pd.read_csv(tables / "table1.csv")

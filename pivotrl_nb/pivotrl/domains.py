@@ -29,6 +29,7 @@ class Domain:
     make: Callable # (sandbox) -> Environment
     verifier: str = "conversational" # functional-reward preset (rewards.PRESETS) for pivots and PivotRL
     expert: Callable = gold_expert # (env, rng) -> Action
+    candidates: str = "non_error_tool_calls" # pivots.POLICIES: tool-call turns (no verifier judges a message's text)
 
 DOMAINS = {d.name: d for d in [
     Domain("tau2-airline-full", "full", "tau2-Bench", lambda sb: Tau2Env("airline", sb)),
