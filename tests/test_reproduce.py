@@ -130,3 +130,19 @@ def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
 def test_pivotrl_tables_names_a_missing_run(tmp_path):
     r = cli(tmp_path, "--only", "pivotrl_tables")
     assert r.returncode == 1 and "pivotrl-nb run --scale cpu --only pivotrl_compact" in r.stdout + r.stderr
+
+
+def test_update_readme_splices_the_summaries_between_the_markers(tmp_path, monkeypatch):
+    from pivotrl_nb.reproduce import README_END, README_START, load_manifest, update_readme
+    monkeypatch.setenv("PIVOTRL_NB_ROOT", str(tmp_path))
+    specs = load_manifest(MANIFEST)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# title\n\nintro\n\n{README_START}\nstale\n{README_END}\n\nafter\n")
+    for name, text in [("ewm_validity", "### B"), ("sampler_throughput", "### A\n\nrow"), ("no_such_run", "### C")]:
+        (tmp_path / "results" / name / "cpu").mkdir(parents=True)
+        (tmp_path / "results" / name / "cpu" / "summary.md").write_text(text + "\n")
+    assert update_readme(specs, readme)
+    # manifest order (sampler_throughput before ewm_validity), summaries of unknown runs ignored, text outside kept
+    assert readme.read_text() == f"# title\n\nintro\n\n{README_START}\n### A\n\nrow\n\n### B\n{README_END}\n\nafter\n"
+    readme.write_text("no markers\n")
+    assert not update_readme(specs, readme) and readme.read_text() == "no markers\n"
