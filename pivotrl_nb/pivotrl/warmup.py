@@ -26,7 +26,7 @@ class WarmupConfig:
     "A warm-up: SFT steps on a domain's synthetic pool (none of its tasks or data), from a base."
     base: str = "tiny-agent" # registered name or local model folder it starts from
     domain: str = "tau2-retail-compact" # whose prompt and tools the pool uses (a key of WARMUP_POOLS)
-    steps: int = 20 # pivotrl_gate's choice on validation: the first multiple of 5 steps reaching 5% success
+    steps: int = 20 # pivotrl_gate's first choice on validation (a rebuilt tiny-agent may reach 5% at 15: the gate says)
     batch_size: int = 8
     lr: float = 1e-3
     tasks: int = 1500 # synthetic conversations in the pool
