@@ -57,7 +57,8 @@ def warmed_base_path(base: str | WarmupConfig, # a name in WARMED_BASES, or a co
                     ) -> Path:
     "The model folder of a warmed base, warmed up (on the CPU) and cached on first use."
     cfg = lookup(WARMED_BASES, "warmed base", base) if isinstance(base, str) else base
-    key = hashlib.sha256(repr((cfg, model_path(cfg.base).name)).encode()).hexdigest()[:10]
+    base_folder = model_path(cfg.base).name
+    key = hashlib.sha256(repr((cfg, base_folder)).encode()).hexdigest()[:10]
     dest = cache_dir("models") / f"warmed-{Path(cfg.base).name}-{cfg.domain}-{key}"
     if (dest / "config.json").exists(): return dest
     model, tok = load_model(cfg.base, device="cpu")
@@ -66,7 +67,7 @@ def warmed_base_path(base: str | WarmupConfig, # a name in WARMED_BASES, or a co
         log = tr.train()
         out = Path(tmp) / "model"
         model.save_pretrained(out, safe_serialization=True); tok.save_pretrained(out)
-        (out / "warmup.json").write_text(json.dumps(dict(config=asdict(cfg), base_folder=model_path(cfg.base).name,
+        (out / "warmup.json").write_text(json.dumps(dict(config=asdict(cfg), base_folder=base_folder,
                                                          wall_clock_s=tr.counters["wall_clock_s"], log=log)))
         os.replace(out, dest)
     return dest
