@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['OOD_TASKS', 'TIERS', 'NUMBER_ONLY', 'CONSTRAINT_TYPES', 'TOPICS', 'HUMANEVAL_INSTRUCTION', 'last_number', 'OODTask',
            'register_task', 'get_task', 'tier_tasks', 'reasoning_gym_items', 'score_number', 'check_constraint',
-           'score_constraints', 'instruction_items', 'short_instruction_items', 'extract_code', 'humaneval_program',
+           'score_constraints', 'instruction_items', 'short_instruction_items', 'extract_code', 'humaneval_solution',
            'humaneval_items', 'score_humaneval', 'news_items', 'text_nll', 'OODConfig', 'run_task', 'summarise_task',
            'evaluate_ood', 'ood_change']
 
@@ -15,7 +15,7 @@ from ..data import (
     ARITHMETIC_FULL, ARITHMETIC_SMALL, END_PHRASES, humaneval_problems, instruction_words, news_articles,
     short_instruction)
 from ..sampling import HFSampler, Sampler, SamplingParams
-from ..sandbox import run_python
+from ..humaneval import grade_humaneval
 from ..stats import bootstrap_interval, proportion_interval
 import json, math, random, re, time
 from dataclasses import dataclass, field
@@ -208,14 +208,13 @@ def extract_code(completion: str) -> str:
     m = re.search(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", completion, flags=re.S)
     return m.group(1) if m else completion
 
-def humaneval_program(problem: dict, # a HumanEval problem (prompt, test, entry_point)
-                      completion: str, # the model's answer
-                     ) -> str:
-    "The program that checks a completion: prompt, the model's code, the tests and `check(entry_point)`."
+def humaneval_solution(problem: dict, # a HumanEval problem (prompt, test, entry_point)
+                       completion: str, # the model's answer
+                      ) -> str:
+    "The candidate's program: the prompt, then the model's code (a whole function, or the stub's body)."
     code = extract_code(completion)
     defines = re.search(rf"^\s*def\s+{re.escape(problem['entry_point'])}\s*\(", code, flags=re.M)
-    body = problem["prompt"] + ("\n\n" + code if defines else code)
-    return f"{body}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+    return problem["prompt"] + ("\n\n" + code if defines else code)
 
 HUMANEVAL_INSTRUCTION = (
     "Complete the following Python function. Reply with the whole function in one ```python code block.\n\n"
@@ -231,9 +230,9 @@ def humaneval_items(n: int, seed: int) -> list[dict]:
             for i in sorted(order)]
 
 def score_humaneval(item: dict, completion: str, timeout_s: float = 5.0) -> tuple[float, str]:
-    "1 when the completed function passes the problem's tests in the sandbox (`sandbox.run_python`)."
-    r = run_python(humaneval_program(item["problem"], completion), timeout=timeout_s)
-    return float(r.passed), r.reason
+    "1 when the completed function passes the problem's tests, graded apart from it (`grade_humaneval`)."
+    v = grade_humaneval(item["problem"], humaneval_solution(item["problem"], completion), timeout=timeout_s)
+    return float(v.passed), v.reason
 
 register_task(OODTask("humaneval", "accuracy", humaneval_items, score_humaneval, 256,
                       "HumanEval function completion, tests executed in a sandboxed subprocess"), ("full",));

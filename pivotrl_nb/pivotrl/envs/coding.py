@@ -10,9 +10,10 @@ __all__ = ['CODING_SIZES', 'FULL_CODING_PROMPT', 'COMPACT_CODING_PROMPT', 'examp
 from ...core import *
 from ...data import humaneval_problems
 from ...sandbox import run_python
+from ...humaneval import grade_humaneval
 from ..rewards import Action
 from .base import Task, Outcome, EnvError, Environment
-import ast, doctest, hashlib, json, random, re, secrets
+import ast, doctest, hashlib, json, random, re
 from dataclasses import dataclass
 
 # %% ../../../nbs/16_pivotrl.envs.coding.ipynb #eb9e78fa
@@ -195,24 +196,19 @@ class CodingEnv(Environment):
         return []
 
     def hidden_tests(self, solution: str) -> tuple[bool, str]:
-        "Run HumanEval's hidden `check` on a solution file in the sandbox: (passed, why)."
+        "Grade a solution file with HumanEval's hidden `check`, run apart from it (`grade_humaneval`): (passed, why)."
         p = self.problems[self.task.config["problem"]]
         key = hashlib.sha256(f"{p['task_id']}\0{solution}".encode()).hexdigest()
         if key not in self._verdicts:
-            marker = f"hidden-tests-passed-{secrets.token_hex(8)}"
-            r = run_python(
-                f"{solution}\n\n{p['test']}\n\ncheck({p['entry_point']})\nprint({marker!r})\n", self.cfg.test_timeout
-            )
-            ok = r.passed and r.stdout.rstrip().endswith(marker)
-            why = ("pass" if ok else f"time out after {self.cfg.test_timeout:g} s" if r.timed_out else
-                   "fail: " + (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1][:200])
-            self._verdicts[key] = (ok, why)
+            v = grade_humaneval(p, solution, self.cfg.test_timeout)
+            self._verdicts[key] = (v.passed, "pass" if v.passed else v.reason)
         return self._verdicts[key]
 
     def outcome(self) -> Outcome:
         if self.task is None: raise EnvError("outcome() before reset()")
         ok, why = self.hidden_tests(self.files["solution.py"])
-        return Outcome(ok, f"{'submitted' if self.submitted else 'not submitted'}; hidden tests {why}")
+        said = "submitted" if self.submitted else "not submitted"
+        return Outcome(ok, f"{said}; hidden tests {why}" if ok else f"{said}; hidden tests: {why}")
 
 # %% ../../../nbs/16_pivotrl.envs.coding.ipynb #4225b6a5
 _SAY = {
