@@ -15,6 +15,11 @@ export MPLBACKEND := agg
 .PHONY: venv reproduce test test-slow test-vllm test-vllm-watermark venv-vllm sync clean-venv
 
 $(VENV)/.installed: settings.ini setup.py
+	# the sandbox for untrusted code (pivotrl_nb.sandbox): bubblewrap's namespaces and libseccomp, from Debian
+	command -v bwrap >/dev/null && test -e /usr/lib/$$(uname -m)-linux-gnu/libseccomp.so.2 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; \
+	  else echo "WARNING: install bubblewrap and libseccomp2 (root): untrusted code needs them (pivotrl_nb.sandbox)"; fi; }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	# torch first and alone: it takes the CPU wheel; anything asking for a newer torch would pull a CUDA build
 	$(VENV)/bin/pip install -q torch==2.13.0 $(PIP_QUIET)
