@@ -64,7 +64,7 @@ def isolation(mode: str | None = None, # a mode of SANDBOX_MODES; None: $PIVOTRL
         return Isolation("bubblewrap", ("namespaces: mount (read-only system, private /work), pid, net, ipc, uts",
                                         "fresh unprivileged uid, no capabilities", *sec, rl), True)
     if mode in (None, "seccomp") and _seccomp():
-        return Isolation("seccomp", ("seccomp: no processes, network sockets, file changes, signals, ptrace", rl),
+        return Isolation("seccomp", ("seccomp: no processes, sockets, file changes, signals, ptrace", rl),
                          False)
     if mode == "unsafe": return Isolation("unsafe", (rl,), False)
     raise SandboxUnavailable(
@@ -90,13 +90,14 @@ def _seccomp_filter(shared_fs: bool): # True: the code sees this machine's files
     sc = _seccomp()
     f, deny = sc.SyscallFilter(defaction=sc.ALLOW), sc.ERRNO(errno.EPERM)
     rules = [(deny, n) for n in _DENY_ALWAYS + (_DENY_SHARED_FS if shared_fs else ())]
-    rules.append((deny, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX)))
-    if shared_fs:
+    if shared_fs:   # no socket at all: this machine's Unix sockets (a Docker socket, say) would be reachable
+        rules.append((deny, "socket"))
         for flag in (os.O_WRONLY, os.O_RDWR, os.O_CREAT, os.O_TRUNC, os.O_APPEND):
             rules += [(deny, "openat", sc.Arg(2, sc.MASKED_EQ, flag, flag)),
                       (deny, "open", sc.Arg(1, sc.MASKED_EQ, flag, flag))]
         rules += [(deny, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0)),   # processes, not threads
                   (sc.ERRNO(errno.ENOSYS), "clone3")]                          # glibc then uses clone
+    else: rules.append((deny, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX)))  # Unix sockets stay in the namespace
     for action, name, *args in rules:
         try: f.add_rule(action, name, *args)
         except (ValueError, RuntimeError): pass   # a syscall this architecture does not have
@@ -124,6 +125,11 @@ def _kill_group(pid: int):
     try: os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError): pass
 
+def _kill_uid(uid: int):
+    "Kill every process of `uid` (a uid used by one run only): `kill -1` as that uid."
+    subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "kill", "-KILL", "-1"],
+                   capture_output=True, timeout=10)
+
 def _bwrap_argv(uid: int, seccomp_fd: int | None) -> list[str]:
     "bwrap's command line: namespaces, a read-only system, a private /work, the uid drop, the interpreter."
     py = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
@@ -140,7 +146,8 @@ def _bwrap_argv(uid: int, seccomp_fd: int | None) -> list[str]:
     if seccomp_fd is not None: argv += ["--seccomp", str(seccomp_fd)]
     if os.geteuid() == 0:
         argv += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--", "setpriv", f"--reuid={uid}",
-                 f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+                 f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
+                 "--pdeathsig", "SIGKILL"]   # a uid change clears the parent-death signal: set it again
     else: argv += ["--uid", str(uid), "--gid", str(uid), "--"]
     return argv + [py]
 
@@ -175,20 +182,20 @@ _BOOT = "import sys; _c = sys.stdin.read(); sys.stdin.close(); del sys.argv[1:]\
         "exec(compile(_c, '<sandboxed>', 'exec'), {'__name__': '__main__', '__builtins__': __builtins__})"
 
 def _command(iso: Isolation, tag: str, memory_mb: int, timeout: float, work: str):
-    "argv, cwd, env, preexec_fn and the fds to pass, for one run under `iso`."
+    "argv, cwd, env, preexec_fn, the fds to pass and the run's own uid (None: none), for one run under `iso`."
     cpu, shared = math.ceil(timeout) + 1, iso.mode != "bubblewrap"
     filt = _seccomp_filter(shared) if iso.mode != "unsafe" and _seccomp() else None
     boot = ["-I", "-B", "-c", _BOOT, tag]
     if shared:
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": work, "TMPDIR": work}
-        return [sys.executable, *boot], work, env, _isolate(memory_mb, cpu, 64, None, 0, filt), ()
+        return [sys.executable, *boot], work, env, _isolate(memory_mb, cpu, 64, None, 0, filt), (), None
     fds = ()
     if filt is not None:
         fd = os.memfd_create("pivotrl-seccomp"); f = os.fdopen(fd, "w+b", closefd=False)
         filt.export_bpf(f); f.flush(); os.lseek(fd, 0, os.SEEK_SET); fds = (fd,)
     uid = 200_000 + secrets.randbelow(60_000)   # fresh per run: rlimit's process count is per uid
     argv = _bwrap_argv(uid, fds[0] if fds else None) + boot
-    return argv, "/", {"PATH": "/usr/bin:/bin"}, _isolate(memory_mb, cpu, 64, 32, 16), fds
+    return argv, "/", {"PATH": "/usr/bin:/bin"}, _isolate(memory_mb, cpu, 64, 32, 16), fds, uid
 
 # %% ../nbs/03_sandbox.ipynb #4698d515
 def run_python(code: str, # the program (untrusted): sent on stdin, never written to disk
@@ -203,7 +210,7 @@ def run_python(code: str, # the program (untrusted): sent on stdin, never writte
     iso, tag = isolation(mode), f"pivotrl-sandbox-{secrets.token_hex(6)}"
     if iso.mode != "bubblewrap": _warn_weak(iso)
     work = tempfile.mkdtemp(prefix="pivotrl-sandbox-")
-    argv, cwd, env, pre, fds = _command(iso, tag, memory_mb, timeout, work)
+    argv, cwd, env, pre, fds, uid = _command(iso, tag, memory_mb, timeout, work)
     bufs, timed_out, t0 = {}, False, time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -228,6 +235,7 @@ def run_python(code: str, # the program (untrusted): sent on stdin, never writte
             except subprocess.TimeoutExpired: timed_out = True
     finally:
         _kill_group(proc.pid); proc.wait()
+        if uid is not None and os.geteuid() == 0: _kill_uid(uid)
         for f in (proc.stdout, proc.stderr): f.close()
         shutil.rmtree(work, ignore_errors=True)
     text = lambda f: bytes(bufs.get(f, b"")).decode("utf-8", "replace")[-max_output:]
