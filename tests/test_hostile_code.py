@@ -1,4 +1,4 @@
-"""The hostile-code suite: every attack of `pivotrl_nb.hostile.ATTACKS` on the sandbox and on both graders, under
+"""The hostile-code suite: every attack of `pivotrl_nb.pivotrl.hostile.ATTACKS` on the sandbox and on both graders, under
 every sandbox mode this machine has, checked from outside; each mode may leave open exactly its `KNOWN_GAPS`.
 
 On CI (CI=true) the strongest mode, bubblewrap, must be available: the set-up path installs it.
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pivotrl_nb.hostile import ATTACKS, KNOWN_GAPS, try_attacks
+from pivotrl_nb.pivotrl.hostile import ATTACKS, KNOWN_GAPS, try_attacks
 from pivotrl_nb.sandbox import SandboxUnavailable, isolation
 
 
