@@ -205,7 +205,8 @@ register_task(OODTask("instructions_short", "accuracy", short_instruction_items,
 # %% ../../nbs/23_pivotrl.ood.ipynb #69b2cfc0
 def extract_code(completion: str) -> str:
     "The first fenced code block of a completion (an unclosed one runs to the end), else the whole text."
-    m = re.search(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", completion, flags=re.S)
+    # possessive `*+`: a fence followed by a long run of spaces must not backtrack (quadratic time)
+    m = re.search(r"```[ \t]*+(?:python|py|Python)?[ \t]*+\n(.*?)(?:```|\Z)", completion, flags=re.S)
     return m.group(1) if m else completion
 
 def humaneval_solution(problem: dict, # a HumanEval problem (prompt, test, entry_point)
