@@ -284,6 +284,7 @@ class Worker:
                         else Path(spec.origin).resolve().parent)   # the folder the worker's PYTHONPATH starts at
         self.module, self.timeout, self.memory_mb, self.cpu_s = module, timeout, memory_mb, cpu_s
         self.starts = 0   # worker processes started so far (more than one: some were killed)
+        self._filter = _seccomp_filter(shared_fs=True) if _seccomp() else None   # no sockets, processes, writes
 
     def _start(self):
         env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
@@ -291,7 +292,7 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, "-c", f"from {self.module} import serve; serve()"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, encoding="utf-8", errors="surrogateescape", env=env,
-                                     preexec_fn=_isolate(self.memory_mb, self.cpu_s))
+                                     preexec_fn=_isolate(self.memory_mb, self.cpu_s, seccomp_filter=self._filter))
 
     def close(self):
         "Stop the worker."
