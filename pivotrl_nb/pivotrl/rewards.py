@@ -8,7 +8,7 @@ __all__ = ['HOSTILE_FAMILIES', 'NO_ACTION', 'PARSE_ERROR', 'EXPECTED_MESSAGE_GOT
            'ARGUMENT_TYPE_DIFFERS', 'ARGUMENT_VALUE_DIFFERS', 'ARGUMENT_TOO_DEEP', 'WRONG_NUMBER_OF_CALLS',
            'EQUIVALENT', 'MESSAGE_SENT', 'EXACT_MATCH', 'NOT_EXACT', 'PRESETS', 'Action', 'tool_schemas',
            'parse_action', 'hostile_completion', 'Reward', 'VerifierConfig', 'normalize_arguments',
-           'strings_equivalent', 'compare_values', 'compare_call', 'functional_reward', 'strict_reward']
+           'strings_equivalent', 'compare_values', 'as_action', 'compare_call', 'functional_reward', 'strict_reward']
 
 # %% ../../nbs/10_pivotrl.rewards.ipynb #1602c2bb
 from ..core import *
@@ -364,7 +364,8 @@ def compare_values(a, e, config: VerifierConfig, path: str = "", depth: int = 0)
     return (EQUIVALENT, "") if ok else (ARGUMENT_VALUE_DIFFERS, path)
 
 # %% ../../nbs/10_pivotrl.rewards.ipynb #996d7c59
-def _as_action(a) -> Action:
+def as_action(a) -> Action:
+    "An Action from an Action, an OpenAI assistant message dict or raw model text (parsed)."
     if isinstance(a, Action): return a
     if isinstance(a, dict): return Action.from_message(a)
     if isinstance(a, (str, bytes)) or a is None: return parse_action(a)
@@ -400,7 +401,7 @@ def functional_reward(action, # sampled action: Action, assistant message dict, 
                      ) -> Reward:
     "r_func: 1 if the sampled action is functionally equivalent to the expected one, with the reason."
     cfg = PRESETS[config] if isinstance(config, str) else config
-    a, e = _as_action(action), _as_action(expected)
+    a, e = as_action(action), as_action(expected)
     if a.parse_error: return Reward(0.0, PARSE_ERROR, a.parse_error)
     if a.is_empty: return Reward(0.0, NO_ACTION)
     if not e.tool_calls:
@@ -417,7 +418,7 @@ def functional_reward(action, # sampled action: Action, assistant message dict, 
 
 def strict_reward(action, expected) -> Reward:
     "r_strict: 1 only for the identical action (same text, or the same calls in order with identical argument trees)."
-    a, e = _as_action(action), _as_action(expected)
+    a, e = as_action(action), as_action(expected)
     if a.parse_error: return Reward(0.0, PARSE_ERROR, a.parse_error)
     if a.is_empty: return Reward(0.0, NO_ACTION)
     def key(x: Action):
