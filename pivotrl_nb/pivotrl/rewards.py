@@ -242,9 +242,10 @@ def hostile_completion(family: str, # one of HOSTILE_FAMILIES
                       ) -> str:
     "An adversarial model output of at most `size` characters from one family (for fuzzing `parse_action`)."
     lookup(HOSTILE_FAMILIES, "hostile family", family)
-    if family == "mixture": text = "".join(rng.choice(_PIECES) * rng.randint(1, 99) for _ in range(size // 20 + 1))
-    else: text = _FAMILIES[family](rng, max(size, 64))
-    return text[:size]
+    if family != "mixture": return _FAMILIES[family](rng, max(size, 64))[:size]
+    parts, n = [], 0
+    while n < size: parts.append(rng.choice(_PIECES) * rng.randint(1, 99)); n += len(parts[-1])
+    return "".join(parts)[:size]
 
 # %% ../../nbs/10_pivotrl.rewards.ipynb #cfd7f645
 NO_ACTION = "no_action"
