@@ -74,6 +74,7 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("ewm_validity", ["-p", "n_sims=200", "-p", "horizon=50"]),
     ("rewards_bfcl_oracle", ["-p", "max_per_category=15"]),
     ("rewards_tau2_oracle", ["-p", "max_write_actions=1", "-p", 'domains=["retail"]']),
+    ("hostile_inputs", ["-p", "n_per_family=20", "-p", "n_episodes=2", "-p", "n_pivots=2"]),
     ("envs_overview", ["-p", 'models=["tiny-llama"]', "-p", 'domains=["bfcl-compact"]', "-p", 'n_eval={"compact": 2, "full": 1}',
                        "-p", 'max_turns={"compact": 2, "full": 1}', "-p", "max_tokens=8"]),
     ("ood_base_scores", ["-p", "n=2", "-p", 'tiny_base={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, '

@@ -9,9 +9,9 @@ __all__ = ['EpisodeConfig', 'run_episodes', 'success_rate']
 from ..core import *
 from ..stats import proportion_interval
 from .rewards import parse_action
-from .envs.base import Environment, Task
+from .envs.base import Environment, Outcome, Task
 from ..sampling import Sampler, SamplingParams
-import time
+import time, warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,14 +49,16 @@ def run_episodes(
     progress: bool = True,
     record: bool = False,  # keep every turn's prompt ids, sampled ids and log-probs (column `turns`, for E2E RL)
 ) -> pd.DataFrame:
-    "Play one episode per task with the sampler; one row per episode (outcome, rollout turns, tokens)."
+    "Play one episode per task; one row per episode (outcome, rollout turns, tokens, `error` if it failed)."
     cfg = config or EpisodeConfig()
     if not tasks: raise ValueError("no tasks to evaluate")
     limit = _context_limit(sampler, cfg)
     envs = [make_env() for _ in tasks]
     for e, t in zip(envs, tasks):
         e.max_turns = min(e.max_turns, cfg.max_turns); e.reset(t)
-    stats = [dict(rollout_turns=0, generated_tokens=0, max_prompt_tokens=0, cut=None) for _ in tasks]
+    stats = [dict(rollout_turns=0, generated_tokens=0, max_prompt_tokens=0, cut=None, error=None) for _ in tasks]
+    def fail(i: int, e: Exception):   # one sample's exception ends its episode, a failure with the reason
+        envs[i].done, stats[i]["error"] = True, f"{type(e).__name__}: {e}"[:500]
     turns = [[] for _ in tasks]
     t0, rnd = time.perf_counter(), 0
     bar = tqdm(total=len(tasks), desc="episodes", disable=not progress, leave=False)
@@ -64,7 +66,8 @@ def run_episodes(
     while live:
         prompts, ready = [], []
         for i in live:
-            ids = sampler.encode(sampler.render_chat(envs[i].messages, envs[i].tools(tasks[i])))
+            try: ids = sampler.encode(sampler.render_chat(envs[i].messages, envs[i].tools(tasks[i])))
+            except Exception as e: fail(i, e); continue
             stats[i]["max_prompt_tokens"] = max(stats[i]["max_prompt_tokens"], len(ids))
             if len(ids) + cfg.max_tokens > limit: envs[i].done, stats[i]["cut"] = True, "context limit"
             else: prompts.append(ids); ready.append(i)
@@ -75,7 +78,8 @@ def run_episodes(
             c = g.completions[0]
             if record: turns[i].append(dict(prompt_ids=ids, token_ids=c.token_ids, logprobs=c.logprobs))
             stats[i]["rollout_turns"] += 1; stats[i]["generated_tokens"] += len(c.token_ids)
-            envs[i].step(parse_action(c.text, envs[i].tools(tasks[i])))
+            try: envs[i].step(parse_action(c.text, envs[i].tools(tasks[i])))
+            except Exception as e: fail(i, e); continue
             if envs[i].done and envs[i].n_actions >= envs[i].max_turns and stats[i]["cut"] is None:
                 stats[i]["cut"] = "turn limit"
         rnd += 1
@@ -84,11 +88,16 @@ def run_episodes(
         live = [i for i in live if not envs[i].done]
     bar.close()
     rows = []
-    for e, t, s, tr in zip(envs, tasks, stats, turns):
-        out = e.outcome()
+    for i, (e, t, s, tr) in enumerate(zip(envs, tasks, stats, turns)):
+        if s["error"] is None:
+            try: out = e.outcome()
+            except Exception as err: fail(i, err)
+        if s["error"] is not None: out = Outcome(False, f"episode failed: {s['error']}")
         rows.append(dict(task_id=t.id, domain=e.name, split=t.split, success=out.success, detail=out.detail, **s,
                          **({"turns": tr} if record else {})))
     df = pd.DataFrame(rows)
+    if n := int(df.error.notna().sum()):
+        warnings.warn(f"{n} of {len(df)} episodes failed with an exception (see the `error` column)")
     df.attrs["wall_clock_s"] = time.perf_counter() - t0
     return df
 

@@ -128,11 +128,12 @@ class BFCLBackend(ToolBackend):
     def call(self, state, name: str, arguments: dict) -> str:
         fn = self._methods(state).get(name)
         if fn is None: return f"Error during execution: unknown function {name!r}"
-        try: result = fn(**arguments)
+        try:   # as BFCL's executor: rendering the result fails like the call (an int too long to print)
+            result = fn(**arguments)
+            if isinstance(result, str): return result
+            try: return json.dumps(result) if isinstance(result, dict) else str(result)
+            except (TypeError, ValueError): return str(result)
         except Exception as e: return f"Error during execution: {e}"
-        if isinstance(result, str): return result
-        try: return json.dumps(result) if isinstance(result, dict) else str(result)
-        except (TypeError, ValueError): return str(result)
 
     def difference(self, a, b) -> str | None:
         for cls in sorted(set(a) | set(b)):

@@ -8,8 +8,9 @@ __all__ = ['Task', 'Outcome', 'EnvError', 'Environment']
 # %% ../../../nbs/13_pivotrl.envs.base.ipynb #2e1cbeb2
 from ...core import *
 from ..rewards import Action
-from ..execution import ToolSandbox, Snapshot
-import json
+from ..execution import ToolSandbox, Snapshot, decode_call
+from ...sandbox import SandboxError
+import itertools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -75,19 +76,20 @@ class Environment(ABC):
 
     def step(self, action: Action) -> list[dict]:
         "Take one assistant action; returns the new messages (tool observations or the next user turn)."
+        if not isinstance(action, Action): raise TypeError(f"step() takes an Action, got {type(action).__name__}")
         if self.task is None: raise EnvError("step() before reset()")
         if self.done: raise EnvError(f"episode of task {self.task.id!r} is over")
         self.messages.append(action.to_message())
         self.n_actions += 1
         if action.tool_calls:
-            calls, valid = [], []
-            for c in action.tool_calls:
-                try: args = json.loads(c["arguments"])
-                except (ValueError, RecursionError): args = None
-                valid.append(isinstance(args, dict))
-                if valid[-1]: calls.append({"name": c["name"], "arguments": args})
-            ran = iter(self._execute(calls) if calls else [])
-            obs = [next(ran) if ok else "Error: tool-call arguments are not a JSON object" for ok in valid]
+            calls, errors = [], []
+            for c in action.tool_calls:              # a call that cannot be sent is not run: its error replaces it
+                try: calls.append(decode_call(c)); errors.append(None)
+                except ValueError as e: errors.append(f"Error: {e}")
+            try: ran = iter(self._execute(calls) if calls else [])
+            except SandboxError as e:                # nothing ran, the snapshot stays: the episode goes on
+                calls, ran = [], itertools.repeat(f"Error: the tool could not be run ({str(e)[:200]})")
+            obs = [next(ran) if err is None else err for err in errors]
             self.calls[-1] += calls; self.observations[-1] += obs
             new = [{"role": "tool", "content": o} for o in obs]
         else:
