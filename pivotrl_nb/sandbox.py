@@ -259,13 +259,13 @@ class SandboxTimeout(SandboxError): "The sandbox worker did not answer in time; 
 def serve_json(handle: Callable[[dict], dict], # answers one request
                inp=None, out=None, # line streams (default: stdin, stdout)
               ):
-    "A worker's loop: one JSON request per line in, one JSON answer per line out (errors as {'error': ...})."
+    "A worker's loop: one JSON request per line in, one ASCII JSON answer per line out (errors as {'error': ...})."
     inp, out = inp or sys.stdin, out or sys.stdout
     with contextlib.redirect_stdout(sys.stderr):     # code that prints must not corrupt the protocol
         for line in inp:
             try: answer = handle(json.loads(line))
             except Exception as e: answer = {"error": f"{type(e).__name__}: {e}"}
-            out.write(json.dumps(answer, ensure_ascii=False) + "\n"); out.flush()
+            out.write(json.dumps(answer) + "\n"); out.flush()
 
 class Worker:
     "A long-lived worker process (`module.serve()`) answering JSON requests, with memory, CPU and wall-clock limits."
@@ -308,7 +308,7 @@ class Worker:
         if self.proc is None or self.proc.poll() is not None:
             self._start(); self.starts += 1
         try:
-            self.proc.stdin.write(json.dumps(req, ensure_ascii=False) + "\n"); self.proc.stdin.flush()
+            self.proc.stdin.write(json.dumps(req) + "\n"); self.proc.stdin.flush()
             ready, _, _ = select.select([self.proc.stdout], [], [], self.timeout)
             line = self.proc.stdout.readline() if ready else None
         except (BrokenPipeError, OSError) as e:
