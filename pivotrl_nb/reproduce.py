@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['README_START', 'README_END', 'NotebookSpec', 'repro_dir', 'load_manifest', 'notebook_parameters', 'check_parameters',
-           'NotebookError', 'available_backends', 'execute_notebook', 'update_readme', 'run', 'main']
+           'NotebookError', 'available_backends', 'execute_notebook', 'notebook_code', 'stale_runs', 'stale_flag',
+           'update_readme', 'run', 'main']
 
 # %% ../nbs/08_reproduce.ipynb #0fad7b45
 from .core import *
@@ -142,17 +143,41 @@ def execute_notebook(src: str | Path, # notebook to run
 # %% ../nbs/08_reproduce.ipynb #4d4c2211
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
+def notebook_code(path: str | Path) -> list[str]:
+    "A notebook's code cells as text, without the parameters a runner injected."
+    src = lambda c: "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+    return [src(c) for c in json.loads(Path(path).read_text())["cells"]
+            if c["cell_type"] == "code" and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+def stale_runs(specs: dict[str, NotebookSpec]) -> list[tuple[str, str]]:
+    "(name, scale) of each saved run whose executed notebook's code is not its notebook's code today."
+    out = []
+    for name, spec in specs.items():
+        for scale in SCALES:
+            f = project_root()/"results"/name/scale/f"{name}.ipynb"
+            if f.exists() and notebook_code(f) != notebook_code(spec.notebook): out.append((name, scale))
+    return out
+
+def stale_flag(name: str, scale: str) -> str:
+    "The line the README's results section puts under a stale run's heading."
+    return (f"> **Stale:** the code of `nbs/repro/` behind `{name}` ({scale}) has changed since this run; "
+            f"`pivotrl-nb run --scale {scale} --only {name}` refreshes it.")
+
 def update_readme(specs: dict[str, NotebookSpec], readme: Path | None = None) -> bool:
     "Rebuild the README's results section from each run's `summary.md`; False if there is nothing to update."
     readme = readme or project_root()/"README.md"
     if not readme.exists(): return False
     text = readme.read_text()
     if README_START not in text or README_END not in text: return False
-    parts = []
+    parts, stale = [], set(stale_runs(specs))
     for name in specs:
         for scale in SCALES:
             f = project_root()/"results"/name/scale/"summary.md"
-            if f.exists(): parts.append(f.read_text().strip())
+            if not f.exists(): continue
+            summary = f.read_text().strip()
+            if (name, scale) in stale:
+                head, _, rest = summary.partition("\n"); summary = f"{head}\n\n{stale_flag(name, scale)}\n{rest}"
+            parts.append(summary)
     body = "\n\n".join(parts) if parts else "_No results yet: run `make reproduce`._"
     new = text[:text.index(README_START)+len(README_START)] + "\n" + body + "\n" + text[text.index(README_END):]
     if new != text:
@@ -203,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser("pivotrl-nb", description="Reproduce the PivotRL and anchored e-watermark results.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the reproduction notebooks")
+    sub.add_parser("readme", help="rebuild the README's results section from the saved runs (flags stale ones)")
     r = sub.add_parser("run", help="run reproduction notebooks")
     r.add_argument("--scale", default="cpu", choices=SCALES)
     r.add_argument("--only", action="append", metavar="NAME", help="run only this notebook (repeatable)")
@@ -215,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "list":
             for s in load_manifest().values(): print(f"{s.name:24} {s.notebook.name:32} {s.description}")
+            return 0
+        if a.cmd == "readme":
+            specs = load_manifest(); update_readme(specs)
+            for name, scale in stale_runs(specs): print(f"stale: {name} ({scale})")
             return 0
         recs = run(a.only, a.scale, dict(_parse_override(p) for p in a.param), a.backend, a.manifest, not a.no_readme)
     except (ParameterError, FileNotFoundError, RuntimeError, ValueError) as e:

@@ -148,3 +148,36 @@ def test_update_readme_splices_the_summaries_between_the_markers(tmp_path, monke
     assert readme.read_text() == f"# title\n\nintro\n\n{README_START}\n### A\n\nrow\n\n### B\n{README_END}\n\nafter\n"
     readme.write_text("no markers\n")
     assert not update_readme(specs, readme) and readme.read_text() == "no markers\n"
+
+
+def test_readme_flags_exactly_the_stale_runs():
+    """Every saved run whose executed notebook's code differs from its notebook today is flagged in the README."""
+    from pivotrl_nb.reproduce import SCALES, load_manifest, stale_flag, stale_runs
+    specs, readme = load_manifest(MANIFEST), (ROOT / "README.md").read_text()
+    stale = set(stale_runs(specs))
+    for name in specs:
+        for scale in SCALES:
+            if not (ROOT / "results" / name / scale / "summary.md").exists(): continue
+            flagged = stale_flag(name, scale) in readme
+            assert flagged == ((name, scale) in stale), f"{name} ({scale}): run `pivotrl-nb readme`"
+
+
+def test_a_changed_notebook_makes_its_run_stale(tmp_path, monkeypatch):
+    from pivotrl_nb.reproduce import README_END, README_START, NotebookSpec, stale_flag, stale_runs, update_readme
+    monkeypatch.setenv("PIVOTRL_NB_ROOT", str(tmp_path))
+    src = tmp_path / "nb.ipynb"
+    cell = lambda text, tags=(): {"cell_type": "code", "metadata": {"tags": list(tags)}, "source": text,
+                                  "outputs": [], "execution_count": None}
+    nb = lambda *cells: json.dumps({"cells": list(cells), "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    src.write_text(nb(cell("x = 1", ["parameters"]), cell("print(x)")))
+    out = tmp_path / "results" / "demo" / "cpu"; out.mkdir(parents=True)
+    (out / "summary.md").write_text("### Demo\n\nrow\n")
+    (out / "demo.ipynb").write_text(nb(cell("x = 1", ["parameters"]), cell("x = 2", ["injected-parameters"]),
+                                       cell("print(x)")))
+    specs = {"demo": NotebookSpec("demo", src, "", {})}
+    assert stale_runs(specs) == []                       # injected parameters do not count
+    src.write_text(nb(cell("x = 1", ["parameters"]), cell("print(x + 1)")))
+    assert stale_runs(specs) == [("demo", "cpu")]
+    readme = tmp_path / "README.md"; readme.write_text(f"{README_START}\n{README_END}\n")
+    update_readme(specs, readme)
+    assert readme.read_text() == f"{README_START}\n### Demo\n\n{stale_flag('demo', 'cpu')}\n\nrow\n{README_END}\n"
