@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['OFFLINE_ENV', 'SCALES', 'MANIFEST_PACKAGES', 'PivotRLNBError', 'UnknownNameError', 'lookup', 'set_seed',
            'DeviceError', 'get_device', 'configure_threads', 'project_root', 'results_dir', 'figures_dir', 'cache_dir',
-           'atomic_path', 'save_json', 'save_csv', 'package_versions', 'git_commit', 'device_name', 'Run',
+           'atomic_path', 'save_json', 'save_csv', 'read_jsonl', 'package_versions', 'git_commit', 'device_name', 'Run',
            'ParameterError', 'check_param']
 
 # %% ../nbs/00_core.ipynb #a443e124
@@ -16,7 +16,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
 for _k, _v in OFFLINE_ENV.items(): os.environ.setdefault(_k, _v)
 
 # %% ../nbs/00_core.ipynb #aa0128ff
-import contextlib, json, random, subprocess, tempfile, time, platform
+import contextlib, json, random, subprocess, tempfile, time, platform, warnings
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -142,6 +142,23 @@ def save_csv(df, path: str | Path) -> Path:
     "Atomically write a pandas DataFrame as CSV (no index)."
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #4f63715e
+def read_jsonl(path: str | Path, # a JSON-lines file written by appending one record per line
+               truncate: bool = False, # also cut a torn last line from the file (do it only before appending)
+              ) -> list:
+    "The records of a JSON-lines file; a torn last line (no newline: a write cut short) is dropped with a warning."
+    path = Path(path); data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        warnings.warn(f"{path}: dropped a torn last line ({len(data) - end} bytes without a newline)")
+        if truncate: os.truncate(path, end)
+    rows = []
+    for i, line in enumerate(data[:end].splitlines(), 1):
+        if not line.strip(): continue
+        try: rows.append(json.loads(line))
+        except ValueError as e: raise ValueError(f"{path}, line {i}: not a JSON record ({e})") from None
+    return rows
 
 # %% ../nbs/00_core.ipynb #a913c42c
 SCALES = ("cpu", "gpu")

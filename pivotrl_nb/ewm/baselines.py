@@ -8,7 +8,7 @@ __all__ = ['SCHEMES', 'Scores', 'betting_log_e', 'sequential', 'ScoredScheme', '
 
 # %% ../../nbs/33_ewm.baselines.ipynb #b4e0c1c3
 from ..core import *
-from .evalues import check_alpha, hashed_partition, keyed_uniforms
+from .evalues import check_alpha, check_key, hashed_partition, keyed_uniforms
 from .protocol import Detection, WatermarkScheme, token_ids
 from .lm import AnchoredEWatermark
 from dataclasses import dataclass
@@ -84,7 +84,7 @@ class ScoredScheme(WatermarkScheme):
 
     def scores(self, text, key) -> Scores:
         "Scores of every token with a fresh context."
-        ids = token_ids(text, self.tokenizer, self.vocab_size)
+        ids, key = token_ids(text, self.tokenizer, self.vocab_size), check_key(key)
         seen, rows = set(), []
         for t in range(self.hash_window, len(ids)):
             ctx = tuple(ids[t - self.hash_window:t])
@@ -101,6 +101,9 @@ class ScoredScheme(WatermarkScheme):
 # %% ../../nbs/33_ewm.baselines.ipynb #f8598bdc
 def hf_lefthash_green(key: int, prev: int, vocab_size: int, gamma: float) -> np.ndarray:
     "transformers' 'lefthash' green list as a bool mask: randperm seeded by key * previous token."
+    if not isinstance(key, (int, np.integer)) or isinstance(key, bool):
+        raise TypeError(f"key must be an int with seeding='hf-lefthash' (transformers multiplies it by the previous "
+                        f"token), got {type(key).__name__} {key!r}")
     g = torch.Generator(device="cpu"); g.manual_seed((int(key) * int(prev)) % (2**64 - 1))
     mask = np.zeros(vocab_size, dtype=bool)
     mask[torch.randperm(vocab_size, generator=g)[:int(vocab_size * gamma)].numpy()] = True

@@ -9,7 +9,7 @@ __all__ = ['EWMConfig', 'VocabularyMismatchError', 'vocab_size', 'check_same_voc
 # %% ../../nbs/32_ewm.lm.ipynb #c1374109
 from ..core import *
 from .evalues import (
-    check_alpha, check_delta, class_coupling_step, growth_rate, hashed_partition, keyed_uniforms,
+    check_alpha, check_delta, check_key, class_coupling_step, growth_rate, hashed_partition, keyed_uniforms,
     log_optimal_e_value, EProcess, SkipRule)
 from .protocol import Detection, WatermarkScheme, token_ids
 import copy, inspect
@@ -177,7 +177,7 @@ def _strip(ids: list[int], eos: int, pad: int) -> list[int]:
 def generate_watermarked(model, tokenizer, # target model and its tokenizer
                          prompts: list[str], # rendered prompts (chat template already applied)
                          scheme: WatermarkScheme | None = None, # the watermark (None: plain sampling)
-                         keys=0, # one key for all prompts, or one per prompt
+                         keys=0, # one key (an int or a str) for all prompts, or one per prompt
                          temperature: float = 0.7, # target temperature (> 0)
                          max_new_tokens: int = 200, # completion budget
                          batch_size: int = 8, # prompts per `generate` call
@@ -190,7 +190,8 @@ def generate_watermarked(model, tokenizer, # target model and its tokenizer
     check_param("batch_size", batch_size, int, lo=1)
     if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
         raise TypeError("prompts must be a list of strings")
-    keys = list(keys) if isinstance(keys, (list, tuple)) else [keys] * len(prompts)
+    keys = ([check_key(k, f"keys[{i}]") for i, k in enumerate(keys)] if isinstance(keys, (list, tuple))
+            else [check_key(keys, "keys")] * len(prompts))
     if len(keys) != len(prompts): raise ValueError(f"got {len(keys)} keys for {len(prompts)} prompts")
     if scheme is not None: check_same_vocab(scheme.vocab_size, model)
     dev, eos, pad = model.device, tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -262,11 +263,11 @@ class Steps:
 
 # %% ../../nbs/32_ewm.lm.ipynb #72db4013
 @patch
-def steps(self: AnchoredEWatermark, text, # a string (re-tokenised) or token ids of the completion only
-          key, # the watermark key
+def steps(self: AnchoredEWatermark, text, # a str or UTF-8 bytes (re-tokenised), or the completion's ids
+          key, # the watermark key: an int or a str
          ) -> Steps:
     "The class-level record of a text (empty when not longer than the warm-up); the last one is kept for reuse."
-    ids = token_ids(text, self.tokenizer, self.vocab_size)
+    ids, key = token_ids(text, self.tokenizer, self.vocab_size), check_key(key)
     if getattr(self, "_last_steps", (None,))[0] == (tuple(ids), key): return self._last_steps[1]
     c, T = self.cfg, len(ids)
     pos, v, s, P0s, skip = [], [], [], [], []
@@ -285,8 +286,8 @@ def steps(self: AnchoredEWatermark, text, # a string (re-tokenised) or token ids
     return st
 
 @patch
-def detect(self: AnchoredEWatermark, text, # a string (re-tokenised) or token ids of the completion only
-           key, # the watermark key
+def detect(self: AnchoredEWatermark, text, # a str or UTF-8 bytes (re-tokenised), or the completion's ids
+           key, # the watermark key: an int or a str
            alpha: float | None = None, # level (default: the config's)
           ) -> Detection:
     "Run the e-process over a text: log e-values, anytime p-value, stopping time."

@@ -7,25 +7,34 @@ __all__ = ['RULES', 'token_ids', 'Detection', 'WatermarkScheme']
 
 # %% ../../nbs/31_ewm.protocol.ipynb #7a1c0e54
 from ..core import *
+from .evalues import check_key
 from dataclasses import dataclass
 
 import numpy as np
 
 # %% ../../nbs/31_ewm.protocol.ipynb #7a1c0e57
-def token_ids(text, # a string (re-tokenised) or a sequence of int token ids (list, numpy array, torch tensor)
+def token_ids(text, # a str or UTF-8 bytes (re-tokenised), or a sequence of int token ids (list, array, tensor)
               tokenizer=None, # an HF tokenizer: needed for strings
               vocab_size: int | None = None, # when given, every id must be below it
              ) -> list[int]:
-    "The token ids of a text, as python ints."
+    "The token ids of a text, as python ints in [0, vocab_size)."
+    if isinstance(text, (bytes, bytearray)):
+        try: text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"text is bytes but not valid UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                             "pass a str or token ids") from None
     if isinstance(text, str):
         if tokenizer is None:
             raise ValueError("detecting a string needs the tokenizer: pass tokenizer=... to the watermark")
         ids = tokenizer(text, add_special_tokens=False).input_ids
     else:
-        ids = list(text.tolist() if hasattr(text, "tolist") else text)
-        if not all(isinstance(i, (int, np.integer)) for i in ids):
-            raise TypeError("a text must be a string or a sequence of int token ids")
+        what = "text must be a str, UTF-8 bytes or a sequence of int token ids"
+        try: ids = list(text.tolist() if hasattr(text, "tolist") else text)
+        except TypeError: raise TypeError(f"{what}, got {type(text).__name__}") from None
+        bad = [i for i in ids if not isinstance(i, (int, np.integer)) or isinstance(i, bool)]
+        if bad: raise TypeError(f"{what}, got {type(bad[0]).__name__} {bad[0]!r} among them")
         ids = [int(i) for i in ids]
+    if ids and min(ids) < 0: raise ValueError(f"text holds token id {min(ids)}: token ids are >= 0")
     if vocab_size is not None and ids and max(ids) >= vocab_size:
         raise ValueError(f"token id {max(ids)} is outside the vocabulary ({vocab_size:,})")
     return ids
@@ -90,8 +99,8 @@ class WatermarkScheme:
         "The next token of every row, shape (B,)."
         raise NotImplementedError(f"{type(self).__name__} does not implement `choose`")
 
-    def detect(self, text, # a string (re-tokenised with `tokenizer`) or the completion's token ids
-               key, # the watermark key
+    def detect(self, text, # a str or UTF-8 bytes (re-tokenised with `tokenizer`), or the completion's token ids
+               key, # the watermark key: an int or a str (`check_key`)
                alpha: float | None = None, # level (None: the scheme's)
               ) -> Detection:
         "Test one text for the watermark of `key`."
@@ -102,6 +111,8 @@ class WatermarkScheme:
                      alpha: float | None = None, # level (None: the scheme's)
                     ) -> list[Detection]:
         "`detect` on every text."
-        keys = list(keys) if isinstance(keys, (list, tuple)) else [keys] * len(texts)
+        if isinstance(texts, (str, bytes)): raise TypeError("texts must be a list of texts; for one text use `detect`")
+        keys = ([check_key(k, f"keys[{i}]") for i, k in enumerate(keys)] if isinstance(keys, (list, tuple))
+                else [check_key(keys, "keys")] * len(texts))
         if len(keys) != len(texts): raise ValueError(f"got {len(keys)} keys for {len(texts)} texts")
         return [self.detect(t, key=k, alpha=alpha) for t, k in zip(texts, keys)]

@@ -71,7 +71,7 @@ def profile(candidates: Dataset,
             max_tokens: int = 256, # per sample
             reward_fn: Callable = candidate_reward, # (Action, candidate row) -> Reward
             chunk: int = 8, # candidates per sampler call
-            checkpoint: str | Path | None = None, # JSONL of finished candidates: a rerun resumes after them
+            checkpoint: str | Path | None = None, # JSONL of finished candidates: a rerun (after any kill) resumes
             seed: int = 0,
             max_context: int | None = None, # prompt + max_tokens limit; default: the model's max_position_embeddings
            ) -> Dataset:
@@ -83,34 +83,28 @@ def profile(candidates: Dataset,
         or getattr(getattr(getattr(sampler, "model", None), "config", None), "max_position_embeddings", None)
         or 10**9
     )
-    done = {}
+    done, cids = {}, candidates["candidate_id"]
     if checkpoint is not None and Path(checkpoint).exists():
-        for line in open(checkpoint, encoding="utf-8"):
-            if line.strip(): o = json.loads(line); done[o["candidate_id"]] = o
-    todo = [i for i, cid in enumerate(candidates["candidate_id"]) if cid not in done]
+        done = {o["candidate_id"]: o for o in read_jsonl(checkpoint, truncate=True)}   # a torn last line is cut
     out = open(checkpoint, "a", encoding="utf-8") if checkpoint is not None else None
-    try:
-        for start in tqdm(range(0, len(todo), chunk), desc="profiling", leave=False):
-            rows = [candidates[i] for i in todo[start:start + chunk]]
+    def record(o):
+        if o["candidate_id"] in done: return         # written before a kill cut its chunk short
+        done[o["candidate_id"]] = o
+        if out: out.write(json.dumps(o) + "\n"); out.flush()
+    try:   # chunks on a fixed grid, drawn whole with their seed: a resumed chunk samples what it sampled before
+        for start in tqdm(range(0, len(cids), chunk), desc="profiling", leave=False):
+            if all(c in done for c in cids[start:start + chunk]): continue
+            rows = [candidates[i] for i in range(start, min(start + chunk, len(cids)))]
             ids = [sampler.encode(sampler.render_chat(json.loads(r["state"]), json.loads(r["tools"]))) for r in rows]
             for r, p in zip(rows, ids):
                 if len(p) + max_tokens > limit:  # the state does not fit the model: not profiled, never a pivot
-                    o = dict(
-                        candidate_id=r["candidate_id"],
-                        rewards=[],
-                        categories=[],
-                        mu=float("nan"),
-                        var=float("nan"),
-                        sample_tokens=0,
-                        prompt_tokens=len(p),
-                    )
-                    done[o["candidate_id"]] = o
-                    if out: out.write(json.dumps(o) + "\n"); out.flush()
+                    record(dict(candidate_id=r["candidate_id"], rewards=[], categories=[], mu=float("nan"),
+                                var=float("nan"), sample_tokens=0, prompt_tokens=len(p)))
             fit = [(r, p) for r, p in zip(rows, ids) if len(p) + max_tokens <= limit]
             gens = (
                 sampler.generate(
                     [p for _, p in fit],
-                    SamplingParams(n=k, temperature=temperature, max_tokens=max_tokens, seed=seed + todo[start]),
+                    SamplingParams(n=k, temperature=temperature, max_tokens=max_tokens, seed=seed + start),
                 )
                 if fit
                 else []
@@ -122,20 +116,13 @@ def profile(candidates: Dataset,
                     )
                 rew = [reward_fn(parse_action(c.text, json.loads(r["tools"])), r) for c in g.completions]
                 vals = np.array([x.value for x in rew], dtype=float)
-                o = dict(
-                    candidate_id=r["candidate_id"],
-                    rewards=vals.tolist(),
-                    categories=[x.category for x in rew],
-                    mu=float(vals.mean()),
-                    var=float(vals.var()),
-                    sample_tokens=int(sum(len(c.token_ids) for c in g.completions)),
-                    prompt_tokens=len(g.prompt_token_ids),
-                )
-                done[o["candidate_id"]] = o
-                if out: out.write(json.dumps(o) + "\n"); out.flush()
+                record(dict(candidate_id=r["candidate_id"], rewards=vals.tolist(), categories=[x.category for x in rew],
+                            mu=float(vals.mean()), var=float(vals.var()),
+                            sample_tokens=int(sum(len(c.token_ids) for c in g.completions)),
+                            prompt_tokens=len(g.prompt_token_ids)))
     finally:
         if out: out.close()
-    extra = [done[cid] for cid in candidates["candidate_id"]]
+    extra = [done[cid] for cid in cids]
     res = candidates
     for key in ("rewards", "categories", "mu", "var", "sample_tokens", "prompt_tokens"):
         res = res.add_column(key, [e[key] for e in extra])
