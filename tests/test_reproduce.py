@@ -86,6 +86,7 @@ def test_gpu_requested_without_gpu(tmp_path):
     ("pivotrl_gate", ["-p", 'bases=["tiny-llama"]', "-p", 'gate_base="tiny-llama"', "-p", "n_train=4", "-p", "n_val=2", "-p", "n_test=2",
                       "-p", "max_turns=1", "-p", "max_tokens=8", "-p", 'sft={"steps": 2, "batch_size": 2, "lr": 0.001}', "-p", "sft_eval_every=1",
                       "-p", 'warmup={"tasks": 4, "eval_every": 1, "max_steps": 2, "batch_size": 2, "lr": 0.001}', "-p", "n_boot=100"]),
+    ("mutation_pass", ["-p", 'pillars=["e-value"]']),
     ("sandbox_attacks", ["-p", "timeout=1.0", "-p", 'families=["files", "network"]']),
     ("grpo_vs_trl", ["-p", "n_states=2", "-p", "group_size=2", "-p", "max_tokens=4", "-p", "steps=1", "-p", "betas=[0.0, 0.04]"]),
 ])
