@@ -9,10 +9,10 @@ __all__ = ['ATTACKS', 'TARGETS', 'KNOWN_GAPS', 'Attack', 'Arena', 'try_attacks']
 from ..core import *
 from ..data import humaneval_problems
 from ..sandbox import isolation, run_python
-from .envs.coding import CodingEnv
+from .envs.coding import CODING_SIZES, CodingEnv
 from .ood import score_humaneval
 import contextlib, os, secrets, shutil, socket, subprocess, tempfile, time, warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -207,7 +207,7 @@ def _run_target(target: str, code: str, timeout: float) -> tuple[bool | None, st
     p = next(p for p in humaneval_problems() if p["task_id"] == _PROBLEM)
     source = p["prompt"] + _WRONG + code + "\n"
     if target == "coding":
-        env = CodingEnv("full"); env.cfg = type(env.cfg)(**{**env.cfg.__dict__, "test_timeout": timeout})
+        env = CodingEnv(replace(CODING_SIZES["full"], test_timeout=timeout))
         env.reset(next(t for t in env.tasks() if t.config["problem"] == _PROBLEM))
         ok, why = env.hidden_tests(source)
         return ok, why, ""
