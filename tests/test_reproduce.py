@@ -88,6 +88,10 @@ def test_gpu_requested_without_gpu(tmp_path):
                       "-p", 'warmup={"tasks": 4, "eval_every": 1, "max_steps": 2, "batch_size": 2, "lr": 0.001}', "-p", "n_boot=100"]),
     ("mutation_pass", ["-p", 'pillars=["e-value"]']),
     ("sandbox_attacks", ["-p", "timeout=1.0", "-p", 'families=["files", "network"]']),
+    ("pivotrl_sweep", ["-p", "temperatures=[1.0, 0.5]", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "n_candidates=6",
+                       "-p", "k=2", "-p", "n_val=2", "-p", "eval_max_turns=1",
+                       "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001, "eval_every": 1}',
+                       "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1, "eval_every": 1}']),
     ("grpo_vs_trl", ["-p", "n_states=2", "-p", "group_size=2", "-p", "max_tokens=4", "-p", "steps=1", "-p", "betas=[0.0, 0.04]"]),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
