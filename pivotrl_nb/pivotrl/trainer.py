@@ -37,7 +37,7 @@ class TrainConfig:
     max_length: int = 4096 # tokens per training sequence (longer ones are cut)
     loss_pass: str = "bucketed" # "bucketed": `target_logprobs`; "padded": one right-padded pass (before #20.5)
     micro_batch: int = 1 # rows per micro-batch of "bucketed" (1: no padding, the fastest on CPU in trainer_speed)
-    autocast_dtype: str | None = None # "bfloat16": loss passes under CPU/CUDA autocast, fp32 master weights
+    autocast_dtype: str | None = None # "bfloat16": autocast over fp32 weights (None: slower on CPU, trainer_speed)
 
     def __post_init__(self):
         check_param("steps", self.steps, int, lo=1)
