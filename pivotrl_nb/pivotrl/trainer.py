@@ -4,15 +4,15 @@
 
 # %% auto #0
 __all__ = ['CHECKPOINTS', 'TrainConfig', 'SFTConfig', 'GRPOConfig', 'E2EConfig', 'group_advantages', 'token_logprobs',
-           'grpo_loss', 'sft_example', 'pad_batch', 'TrainingError', 'Trainer', 'SFTTrainer', 'GRPOTrainer',
-           'PivotRLTrainer', 'E2ERLTrainer']
+           'grpo_loss', 'sft_example', 'pad_batch', 'target_logprobs', 'TrainingError', 'Trainer', 'SFTTrainer',
+           'GRPOTrainer', 'PivotRLTrainer', 'E2ERLTrainer']
 
 # %% ../../nbs/24_pivotrl.trainer.ipynb #81440b4b
 from ..core import *
 from .rewards import parse_action, strict_reward
 from .episodes import run_episodes, EpisodeConfig
 from .pivots import candidate_reward
-from ..sampling import HFSampler, SamplingParams
+from ..sampling import HFSampler, SamplingParams, cache_kwarg
 import copy, json, pickle, random, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -35,11 +35,18 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 50 # steps between checkpoints (and one at the end)
     max_length: int = 4096 # tokens per training sequence (longer ones are cut)
+    loss_pass: str = "bucketed" # "bucketed": `target_logprobs`; "padded": one right-padded pass (before #20.5)
+    micro_batch: int = 1 # rows per micro-batch of "bucketed" (1: no padding, the fastest on CPU in trainer_speed)
+    autocast_dtype: str | None = None # "bfloat16": autocast over fp32 weights (None: slower on CPU, trainer_speed)
 
     def __post_init__(self):
         check_param("steps", self.steps, int, lo=1)
         check_param("lr", self.lr, float, lo=0.0)
         check_param("checkpoint_every", self.checkpoint_every, int, lo=1)
+        check_param("loss_pass", self.loss_pass, str, choices=["bucketed", "padded"])
+        check_param("micro_batch", self.micro_batch, int, lo=1)
+        if self.autocast_dtype is not None:
+            check_param("autocast_dtype", self.autocast_dtype, str, choices=["bfloat16", "float16"])
 
 @dataclass
 class SFTConfig(TrainConfig):
@@ -148,6 +155,66 @@ def pad_batch(
     tgt = torch.tensor([m + [0] * (T - len(m)) for m in masks], device=device)[:, 1:].float()
     return ids, att, tgt
 
+# %% ../../nbs/24_pivotrl.trainer.ipynb #aba90e2e
+def _prompt_len(mask: list[int]) -> int: return next((k for k, m in enumerate(mask) if m), len(mask))
+
+def _share_groups(seqs: list[list[int]], masks: list[list[int]]) -> list[list[int]]:
+    "Runs of consecutive rows with the same prompt and all targets after it (a GRPO group's samples)."
+    out, last = [], None
+    for i, (s, m) in enumerate(zip(seqs, masks)):
+        p = _prompt_len(m)
+        key = tuple(s[:p]) if p > 0 and all(m[p:]) else None
+        if key is not None and key == last: out[-1].append(i)
+        else: out.append([i])
+        last = key
+    return out
+
+def _bucket_logprobs(model, seqs, masks, pad_id, device) -> list[torch.Tensor]:
+    "Target log-probs of each row of one right-padded micro-batch, logits only where a target is predicted."
+    ids, att, tgt = pad_batch(seqs, masks, pad_id, device)
+    pos = tgt.any(0).nonzero()[:, 0]
+    if not len(pos): return [tgt.new_zeros(0) for _ in seqs]
+    logits = model(input_ids=ids, attention_mask=att, logits_to_keep=pos).logits.float()
+    lp = torch.log_softmax(logits, -1).gather(-1, ids[:, pos + 1, None])[..., 0]
+    return [lp[r][tgt[r, pos] > 0] for r in range(len(seqs))]
+
+def _shared_prompt_logprobs(model, prompt, completions, pad_id, device, cache_kw) -> list[torch.Tensor]:
+    "Log-probs of G completions of one prompt: the prompt encoded once, its KV cache repeated for the G rows."
+    out = model(input_ids=torch.tensor([prompt], device=device), use_cache=True, logits_to_keep=1)
+    G, C = len(completions), max(len(c) for c in completions)
+    ids = torch.tensor([c + [pad_id] * (C - len(c)) for c in completions], device=device)
+    logits = out.logits[:, -1:].expand(G, 1, -1)
+    if C > 1:
+        cache = getattr(out, cache_kw)
+        cache.batch_repeat_interleave(G)
+        att = torch.tensor([[1] * (len(prompt) + len(c)) + [0] * (C - len(c)) for c in completions], device=device)
+        rest = model(input_ids=ids[:, :-1], attention_mask=att[:, :-1], **{cache_kw: cache}).logits
+        logits = torch.cat([logits, rest], 1)
+    lp = torch.log_softmax(logits.float(), -1).gather(-1, ids[..., None])[..., 0]
+    return [lp[g, :len(c)] for g, c in enumerate(completions)]
+
+def target_logprobs(
+    model,
+    seqs: list[list[int]], # token ids of each row
+    masks: list[list[int]], # 1 on the target tokens (those at position 0 are ignored, as in `pad_batch`)
+    pad_id: int,
+    micro_batch: int = 1, # rows per length-sorted micro-batch
+    cache_kw: str | None = None, # the model's KV-cache argument (`sampling.cache_kwarg`); None: no prompt sharing
+) -> torch.Tensor:
+    "log pi of every target token, flat in row order: what `token_logprobs` gives at the target mask of `pad_batch`."
+    device, out, rest = next(model.parameters()).device, [None] * len(seqs), []
+    for g in _share_groups(seqs, masks) if cache_kw else [[i] for i in range(len(seqs))]:
+        if len(g) == 1: rest += g; continue
+        p = _prompt_len(masks[g[0]])
+        lps = _shared_prompt_logprobs(model, seqs[g[0]][:p], [seqs[i][p:] for i in g], pad_id, device, cache_kw)
+        for i, lp in zip(g, lps): out[i] = lp
+    rest.sort(key=lambda i: len(seqs[i]))
+    for b in range(0, len(rest), micro_batch):
+        rows = rest[b:b + micro_batch]
+        lps = _bucket_logprobs(model, [seqs[i] for i in rows], [masks[i] for i in rows], pad_id, device)
+        for i, lp in zip(rows, lps): out[i] = lp
+    return torch.cat(out) if out else torch.zeros(0, device=device)
+
 # %% ../../nbs/24_pivotrl.trainer.ipynb #0985f447
 class TrainingError(PivotRLNBError, RuntimeError):
     "Training stopped: a non-finite loss, or inputs it cannot train on."
@@ -180,6 +247,7 @@ class Trainer:
             self.model, self.opt = accelerator.prepare(model, opt)
             self.policy = accelerator.unwrap_model(self.model)     # generation and checkpoints use the plain module
         self.device = next(self.policy.parameters()).device
+        self.cache_kw = cache_kwarg(self.policy)
         self.is_main = accelerator is None or accelerator.is_main_process
         self.step, self.counters, self.progress = (
             0,
@@ -192,6 +260,16 @@ class Trainer:
             for n in CHECKPOINTS: _discard(self.out / n)
 
     def compute_loss(self, step: int) -> tuple[torch.Tensor, dict]: raise NotImplementedError
+
+    def logprobs(self, model, seqs: list[list[int]], masks: list[list[int]]) -> torch.Tensor:
+        "Flat log-probs of the target tokens of `seqs` by the configured pass (`loss_pass`, `autocast_dtype`)."
+        dtype = getattr(torch, self.cfg.autocast_dtype) if self.cfg.autocast_dtype else None
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None):
+            if self.cfg.loss_pass == "padded":
+                ids, att, tgt = pad_batch(seqs, masks, self.pad_id, self.device)
+                return token_logprobs(model, ids, att)[tgt > 0]
+            return target_logprobs(model, seqs, masks, self.pad_id, self.cfg.micro_batch, self.cache_kw)
+
     def after_step(self): "Called after every optimiser step (GRPO: push the new weights to a separate sampler)."
 
     def shard(self, idx: np.ndarray) -> np.ndarray:
@@ -327,13 +405,10 @@ class SFTTrainer(Trainer):
         idx = self.shard(
             self.batch_rng(step).choice(len(self.examples), min(self.cfg.batch_size, len(self.examples)), replace=False)
         )
-        ids, att, tgt = pad_batch(
-            [self.examples[i][0] for i in idx], [self.examples[i][1] for i in idx], self.pad_id, self.device
-        )
-        lp = token_logprobs(self.model, ids, att)
-        loss = -(lp * tgt).sum() / tgt.sum().clamp(min=1)
-        self.count("tokens", int(tgt.sum()))
-        return loss, dict(batch=idx.tolist(), target_tokens=int(tgt.sum()))
+        lp = self.logprobs(self.model, [self.examples[i][0] for i in idx], [self.examples[i][1] for i in idx])
+        loss = -lp.sum() / max(len(lp), 1)
+        self.count("tokens", len(lp))
+        return loss, dict(batch=idx.tolist(), target_tokens=len(lp))
 
 # %% ../../nbs/24_pivotrl.trainer.ipynb #c871a29e
 class GRPOTrainer(Trainer):
@@ -367,7 +442,6 @@ class GRPOTrainer(Trainer):
         if self.sync_weights is not None: self.sync_weights(self.policy)
 
     def _policy_loss(self, seqs, masks, adv, rewards, idx):
-        ids, att, tgt = pad_batch(seqs, masks, self.pad_id, self.device)
         # zero-advantage samples (all-equal groups) carry no surrogate gradient: skip their forward pass, but keep their
         # tokens in the denominator (the loss is a mean over all sampled tokens of the batch);
         # keep them when a KL term is on
@@ -381,14 +455,17 @@ class GRPOTrainer(Trainer):
         )
         if not live.any():
             return sum((p * 0).sum() for p in self.model.parameters()), {**info, "kl": 0.0, "clip_frac": 0.0}
-        n_all = tgt.sum().clamp(min=1)
-        ids, att, tgt, a = ids[live], att[live], tgt[live], adv[live].to(self.device)
-        new = token_logprobs(self.model, ids, att)
+        n_all = max(sum(sum(m[1:]) for m in masks), 1)
+        rows = live.nonzero()[:, 0].tolist()
+        seqs, masks = [seqs[i] for i in rows], [masks[i] for i in rows]
+        new = self.logprobs(self.model, seqs, masks)[:, None]          # [tokens, 1]: one row per sampled token
+        a = adv[live].repeat_interleave(torch.tensor([sum(m[1:]) for m in masks])).to(self.device)
         ref = None
         if self.ref is not None:
-            with torch.no_grad(): ref = token_logprobs(self.ref, ids, att)
-        loss, st = grpo_loss(new, new.detach(), a, tgt, self.cfg.clip_low, self.cfg.clip_high, ref, self.cfg.beta)
-        return loss * (tgt.sum().clamp(min=1) / n_all), {**info, **st}
+            with torch.no_grad(): ref = self.logprobs(self.ref, seqs, masks)[:, None]
+        ones = torch.ones_like(new)
+        loss, st = grpo_loss(new, new.detach(), a, ones, self.cfg.clip_low, self.cfg.clip_high, ref, self.cfg.beta)
+        return loss * (max(len(new), 1) / n_all), {**info, **st}
 
 class PivotRLTrainer(GRPOTrainer):
     "GRPO with one rollout turn from states of a pivot set (or of all candidates, for the ablation)."
