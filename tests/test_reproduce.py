@@ -92,6 +92,9 @@ def test_gpu_requested_without_gpu(tmp_path):
                        "-p", "k=2", "-p", "n_val=2", "-p", "eval_max_turns=1",
                        "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001, "eval_every": 1}',
                        "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1, "eval_every": 1}']),
+    ("trainer_speed", ["-p", 'sft_paths=["padded", "bucketed-1"]', "-p", 'base="tiny-llama"', "-p", 'domain="bfcl-compact"',
+                       "-p", 'grpo_paths=["padded", "bucketed-1"]', "-p", "steps=1", "-p", "sft_batch=2", "-p", "states=2",
+                       "-p", "group_size=2", "-p", "max_tokens=8"]),
     ("grpo_vs_trl", ["-p", "n_states=2", "-p", "group_size=2", "-p", "max_tokens=4", "-p", "steps=1", "-p", "betas=[0.0, 0.04]"]),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
