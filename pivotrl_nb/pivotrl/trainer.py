@@ -455,11 +455,12 @@ class GRPOTrainer(Trainer):
         )
         if not live.any():
             return sum((p * 0).sum() for p in self.model.parameters()), {**info, "kl": 0.0, "clip_frac": 0.0}
-        n_all = max(sum(sum(m[1:]) for m in masks), 1)
+        n_tok = torch.tensor([sum(m[1:]) for m in masks])   # sampled tokens of each row
+        n_all = max(int(n_tok.sum()), 1)
         rows = live.nonzero()[:, 0].tolist()
         seqs, masks = [seqs[i] for i in rows], [masks[i] for i in rows]
         new = self.logprobs(self.model, seqs, masks)[:, None]          # [tokens, 1]: one row per sampled token
-        a = adv[live].repeat_interleave(torch.tensor([sum(m[1:]) for m in masks])).to(self.device)
+        a = adv[live].repeat_interleave(n_tok[live]).to(self.device)
         ref = None
         if self.ref is not None:
             with torch.no_grad(): ref = self.logprobs(self.ref, seqs, masks)[:, None]
