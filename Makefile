@@ -4,6 +4,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 VENV_VLLM := .venv-vllm
+VENV_GYM := .venv-nemo-gym
+# the first Python >= 3.12 on the PATH or in pyenv (NeMo-Gym's floor)
+PYTHON_GYM ?= $(shell for p in python3.12 python3.13 $$HOME/.pyenv/versions/3.1[23].*/bin/python; do \
+  $$p -c 'import sys; assert sys.version_info >= (3, 12)' 2>/dev/null && { echo $$p; break; }; done)
 PIP_QUIET := 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 ASSETS := $(shell sed -n 's/^asset_requirements = //p' settings.ini)
 export HF_HUB_OFFLINE := 1
@@ -12,7 +16,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := agg
 
-.PHONY: venv reproduce test test-slow test-vllm test-vllm-watermark venv-vllm sync clean-venv
+.PHONY: venv reproduce test test-slow test-vllm test-vllm-watermark venv-vllm venv-nemo-gym test-nemo-gym sync clean-venv
 
 $(VENV)/.installed: settings.ini setup.py
 	# the sandbox for untrusted code (pivotrl_nb.sandbox): bubblewrap's namespaces and libseccomp, from Debian
@@ -55,9 +59,21 @@ test-vllm: venv-vllm
 test-vllm-watermark: venv-vllm
 	VLLM_ENABLE_V1_MULTIPROCESSING=0 VLLM_CPU_KVCACHE_SPACE=1 $(VENV_VLLM)/bin/python -m pytest tests/test_vllm_watermark.py --runslow
 
+# NeMo-Gym (Python >= 3.12) checks our exports and verifier presets with its own models: a venv of its own.
+$(VENV_GYM)/.installed: tests/nemo_gym-requirements.txt
+	test -n "$(PYTHON_GYM)" || { echo "NeMo-Gym needs Python >= 3.12: set PYTHON_GYM=/path/to/python3.12"; exit 1; }
+	test -x $(VENV_GYM)/bin/python || $(PYTHON_GYM) -m venv $(VENV_GYM)
+	$(VENV_GYM)/bin/pip install -q -r tests/nemo_gym-requirements.txt $(PIP_QUIET)
+	touch $@
+
+venv-nemo-gym: $(VENV_GYM)/.installed
+
+test-nemo-gym: venv venv-nemo-gym
+	$(VENV)/bin/python -m pytest tests/test_nemo_gym.py
+
 # export the notebooks to pivotrl_nb/ and clean them (what CI checks is committed)
 sync: venv
 	$(VENV)/bin/nbdev_export && $(VENV)/bin/nbdev_clean
 
 clean-venv:
-	rm -rf $(VENV) $(VENV_VLLM)
+	rm -rf $(VENV) $(VENV_VLLM) $(VENV_GYM)

