@@ -329,7 +329,7 @@ def candidates_from_chat(data, # chat trajectories: JSONL path, save_to_disk fol
                          tools=json.dumps([{"type": "function", "function": t.get("function", t)} for t in tl])))
     return extract_candidates(Dataset.from_list(traj), policy, tools, verifier)
 
-# %% ../../nbs/22_pivotrl.nemo_gym.ipynb #6feb32f5
+# %% ../../nbs/22_pivotrl.nemo_gym.ipynb #29a7e907
 GYM_CATEGORIES = {
     NO_ACTION: "NO_ACTION_FOUND", EXPECTED_TOOL_CALL_GOT_MESSAGE: "NO_EXPECTED_TOOL_CALL",
     MESSAGE_SENT: "EXPECTED_CHAT_MESSAGE_FOUND", EXPECTED_MESSAGE_GOT_TOOL_CALL: "NO_EXPECTED_CHAT_MESSAGE",
