@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['RESERVED', 'README_START', 'README_END', 'NotebookSpec', 'repro_dir', 'load_manifest', 'notebook_parameters',
-           'check_parameters', 'NotebookError', 'available_backends', 'execute_notebook', 'notebook_code', 'stale_runs',
-           'stale_flag', 'update_readme', 'results_lock', 'stage', 'publish', 'recover_staged', 'fmt_seconds',
-           'last_wall_clock', 'run_folder', 'RunInterrupted', 'run', 'timings', 'main']
+           'check_parameters', 'NotebookError', 'available_backends', 'resolve_backend', 'execute_notebook',
+           'notebook_code', 'stale_runs', 'stale_flag', 'update_readme', 'results_lock', 'stage', 'publish',
+           'recover_staged', 'fmt_seconds', 'last_wall_clock', 'run_folder', 'RunInterrupted', 'run', 'timings', 'main']
 
 # %% ../nbs/08_reproduce.ipynb #0fad7b45
 from .core import *
@@ -144,14 +144,9 @@ def _execnb(src: Path, dst: Path, params: dict, progress: dict):
     finally: os.chdir(cwd)
     write_nb(nb, dst)
 
-def execute_notebook(src: str | Path, # notebook to run
-                     dst: str | Path, # where the executed notebook goes
-                     params: dict, # papermill parameters (already checked)
-                     backend: str = "auto", # "auto" | "papermill" | "execnb"
-                     progress: dict | None = None, # tqdm arguments of the per-cell progress bar (None: no bar)
-                     log: str | Path | None = None, # papermill: the kernel's own output goes here (default: beside dst)
-                    ) -> str:
-    "Run a notebook with parameters injected after its `parameters` cell; return the backend used."
+def resolve_backend(backend: str = "auto", # "auto" | "papermill" | "execnb"
+                   ) -> str:
+    "The notebook executor that `backend` names here ('auto': the best installed), or a clear error."
     have = available_backends()
     if backend == "auto":
         if not have: raise RuntimeError("no notebook executor installed: `pip install papermill` (or execnb)")
@@ -160,6 +155,17 @@ def execute_notebook(src: str | Path, # notebook to run
         raise ValueError(f"backend must be auto, papermill or execnb, got {backend!r}")
     if backend not in have:
         raise RuntimeError(f"backend {backend!r} is not installed here; installed: {have or 'none'}")
+    return backend
+
+def execute_notebook(src: str | Path, # notebook to run
+                     dst: str | Path, # where the executed notebook goes
+                     params: dict, # papermill parameters (already checked)
+                     backend: str = "auto", # "auto" | "papermill" | "execnb"
+                     progress: dict | None = None, # tqdm arguments of the per-cell progress bar (None: no bar)
+                     log: str | Path | None = None, # papermill: the kernel's own output goes here (default: beside dst)
+                    ) -> str:
+    "Run a notebook with parameters injected after its `parameters` cell; return the backend used."
+    backend = resolve_backend(backend)
     src, dst = Path(src).resolve(), Path(dst).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     progress = {"unit": "cell", **progress} if progress is not None else {"disable": True}
@@ -298,18 +304,19 @@ def _record(out: Path, rec: dict):
     save_json(m | {k: v for k, v in rec.items() if k not in ("name", "scale", "params")}, f)
     (out/"RUNNING").unlink(missing_ok=True)
 
-def _execute(spec: NotebookSpec, scale: str, params: dict, folder: Path, backend: str, rec: dict) -> Path:
+def _execute(spec: NotebookSpec, scale: str, params: dict, folder: Path, backend: str, # resolved: not "auto"
+             rec: dict) -> Path:
     "Run one notebook into `folder`, recording its status, backend and whole wall-clock in `rec`; its results folder."
     out = folder/"results"/spec.name/scale
     if out.exists(): shutil.rmtree(out)   # a reused --out: no mixed folder
     out.mkdir(parents=True)
     (out/"RUNNING").write_text(f"pid {os.getpid()}, started {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ}\n")
     bar = dict(desc=f"{spec.name} ({scale}; last {fmt_seconds(last_wall_clock(spec.name, scale))})", leave=False)
-    t0 = time.perf_counter()
+    rec["backend"], t0 = backend, time.perf_counter()
     try:
         with modified_env(PIVOTRL_NB_OUT=str(folder)):
-            rec["backend"] = execute_notebook(spec.notebook, out/f"{spec.name}.ipynb", params, backend, bar,
-                                              folder/"logs"/f"{spec.name}-{scale}.kernel.log")
+            execute_notebook(spec.notebook, out/f"{spec.name}.ipynb", params, rec["backend"], bar,
+                             folder/"logs"/f"{spec.name}-{scale}.kernel.log")
         rec["status"] = "ok"
     except NotebookError as e: rec.update(status="failed", error=str(e), cell=e.cell)
     except KeyboardInterrupt: rec.update(status="interrupted", error="interrupted (Ctrl-C)")
@@ -335,7 +342,7 @@ def run(names: list[str] | None = None, # notebooks to run (default: all, in man
     unknown = [n for n in names or [] if n not in specs]
     if unknown: raise ParameterError(f"unknown notebook(s) {unknown}; the manifest has: {', '.join(specs)}")
     plan = [(s, s.parameters(scale, overrides)) for s in (specs[n] for n in (names or specs))]  # check all first
-    folder, commit = run_folder(out), git_commit()
+    backend, folder, commit = resolve_backend(backend), run_folder(out), git_commit()
     dirty = None if commit is None else commit.endswith("+dirty")
     for done in recover_staged(): tqdm.write(f"finished publishing an earlier run cut short: {done}")
     records = []
@@ -402,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.cmd == "list": print(timings(load_manifest())); return 0
         if a.cmd == "readme":
-            specs = load_manifest(); recover_staged(); update_readme(specs)
+            specs = load_manifest()
+            for done in recover_staged(): print(f"finished publishing an earlier run cut short: {done}")
+            with results_lock(project_root()/"results"): update_readme(specs)
             for name, scale in stale_runs(specs): print(f"stale: {name} ({scale})")
             return 0
         recs = run(a.only, a.scale, dict(_parse_override(p) for p in a.param), a.backend, a.manifest,
