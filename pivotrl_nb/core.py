@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['OFFLINE_ENV', 'SCALES', 'MANIFEST_PACKAGES', 'PivotRLNBError', 'UnknownNameError', 'lookup', 'set_seed',
-           'DeviceError', 'get_device', 'configure_threads', 'project_root', 'results_dir', 'figures_dir', 'cache_dir',
-           'atomic_path', 'save_json', 'save_csv', 'read_jsonl', 'package_versions', 'git_commit', 'device_name', 'Run',
-           'ParameterError', 'check_param']
+           'DeviceError', 'get_device', 'configure_threads', 'project_root', 'output_root', 'results_dir',
+           'figures_dir', 'cache_dir', 'atomic_path', 'save_json', 'save_csv', 'read_jsonl', 'package_versions',
+           'git_commit', 'device_name', 'Run', 'ParameterError', 'check_param']
 
 # %% ../nbs/00_core.ipynb #a443e124
 import os
@@ -97,13 +97,17 @@ def project_root() -> Path:
         if (p/"settings.ini").exists() and (p/"nbs").is_dir(): return p
     return here
 
+def output_root() -> Path:
+    "Where `results/` and `figures/` are written: `$PIVOTRL_NB_OUT` (the runner's run folder) or the project root."
+    return Path(os.environ["PIVOTRL_NB_OUT"]).resolve() if os.environ.get("PIVOTRL_NB_OUT") else project_root()
+
 def results_dir(*parts: str) -> Path:
-    "A folder under `results/`, created if missing."
-    p = project_root().joinpath("results", *parts); p.mkdir(parents=True, exist_ok=True); return p
+    "A folder under the output root's `results/`, created if missing."
+    p = output_root().joinpath("results", *parts); p.mkdir(parents=True, exist_ok=True); return p
 
 def figures_dir() -> Path:
-    "The `figures/` folder, created if missing."
-    p = project_root()/"figures"; p.mkdir(parents=True, exist_ok=True); return p
+    "The output root's `figures/` folder, created if missing."
+    p = output_root()/"figures"; p.mkdir(parents=True, exist_ok=True); return p
 
 def cache_dir(*parts: str) -> Path:
     "A folder under `$PIVOTRL_NB_CACHE` (default: the user's cache dir), created if missing."
@@ -112,15 +116,19 @@ def cache_dir(*parts: str) -> Path:
     p = base.joinpath(*parts); p.mkdir(parents=True, exist_ok=True); return p
 
 # %% ../nbs/00_core.ipynb #26966b0a
+def _umask() -> int:
+    mask = os.umask(0o022); os.umask(mask); return mask
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, # final destination; its folder is created
                ):
-    "Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."
+    "Yield a temporary path beside `path`; on success rename it onto `path` (umask-normal mode), else delete it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600 files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
@@ -219,7 +227,7 @@ class Run:
                 "wall_clock_s": round(time.perf_counter() - self._t0, 3), "outputs": sorted(set(self.outputs))}
 
     def _saved(self, path: Path) -> Path:
-        self.outputs.append(os.path.relpath(path, project_root()))
+        self.outputs.append(os.path.relpath(path, output_root()))
         save_json(self.manifest(), self.out/"manifest.json")
         return path
 

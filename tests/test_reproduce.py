@@ -1,11 +1,16 @@
-"""Smoke runs of the reproduction runner (papermill and execnb backends) and its error reports.
+"""Smoke runs of the reproduction runner (papermill and execnb backends), its error reports, and runs that never
+damage published results (overrides, a dirty tree, kill -9, Ctrl-C, two runs at once).
 
-Outputs go to a temporary project root (PIVOTRL_NB_ROOT), never to the real results/ and figures/.
+Outputs go to a temporary run folder (--out) or a temporary project root (PIVOTRL_NB_ROOT), never to the real
+results/ and figures/.
 """
 import json
 import os
+import signal
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,9 +24,10 @@ SMALL = ["-p", 'models=["tiny-llama"]', "-p", "batch_sizes=[1,2]", "-p", "max_to
          "-p", "rollout_tokens=8", "-p", "bandwidth_gib=0.05"]
 
 
-def cli(tmp_path, *args):
-    env = {**os.environ, "PIVOTRL_NB_ROOT": str(tmp_path)}
-    cmd = [Path(sys.executable).parent / "pivotrl-nb", "run", "--manifest", str(MANIFEST), *args]
+def cli(out, *args, root=None):
+    "`pivotrl-nb run` on the real manifest, writing to the run folder `out`, in a project root without results."
+    env = {**os.environ, "PIVOTRL_NB_ROOT": str(root or out / "root")}
+    cmd = [Path(sys.executable).parent / "pivotrl-nb", "run", "--manifest", str(MANIFEST), "--out", str(out), *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -127,11 +133,11 @@ def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
     assert chosen.loc["sft", "step"] == sft_val.idxmax() and chosen.loc["sft", "val_success"] == sft_val.max()
     assert json.loads((out / "mining.json").read_text())["gate"] == "not measured"
     tables = ["--only", "pivotrl_tables", "-p", 'runs=["pivotrl_compact"]', "-p", 'compute_runs=["pivotrl_compact"]', "-p", "n_boot=100"]
-    r = cli(tmp_path, *tables)   # the domain has no gate verdict: the tables refuse it
+    r = cli(tmp_path / "t", *tables, root=tmp_path)   # the domain has no gate verdict: the tables refuse it
     assert r.returncode == 1 and "must be on a domain that passed pivotrl_gate" in r.stdout + r.stderr
-    r = cli(tmp_path, *tables, "-p", "gated_only=false")
+    r = cli(tmp_path / "t", *tables, "-p", "gated_only=false", root=tmp_path)   # reads the run above as published
     assert r.returncode == 0, r.stdout + r.stderr
-    tables = tmp_path / "results" / "pivotrl_tables" / "cpu"
+    tables = tmp_path / "t" / "results" / "pivotrl_tables" / "cpu"
     t1 = pd.read_csv(tables / "table1.csv")
     assert t1["domain (ours)"].tolist() == ["bfcl-compact", "mean"] and t1["paper SFT"].tolist() == [13.75, 27.77]
     assert (tables / "summary.md").read_text().startswith("### PivotRL tables")
@@ -189,3 +195,180 @@ def test_a_changed_notebook_makes_its_run_stale(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"; readme.write_text(f"{README_START}\n{README_END}\n")
     update_readme(specs, readme)
     assert readme.read_text() == f"{README_START}\n### Demo\n\n{stale_flag('demo', 'cpu')}\n\nrow\n{README_END}\n"
+
+
+# Runs that never damage published results: a throwaway project (a git checkout) with one tiny notebook, `demo`.
+DEMO = """import os, time
+from pathlib import Path
+from pivotrl_nb.core import atomic_path, figures_dir, project_root, results_dir, save_json
+t0 = time.time()
+out = results_dir("demo", scale)
+with atomic_path(figures_dir() / "demo.png") as tmp: tmp.write_text(f"figure of x = {x}")
+(out / "summary.md").write_text(f"### Demo\\n\\nx = {x}\\n")
+time.sleep(sleep)
+assert x != 13, "x is unlucky"
+save_json({"x": x, "outputs": ["results/demo/cpu/summary.md", "figures/demo.png"]}, out / "manifest.json")
+with open(project_root().parent / "times.txt", "a") as f: f.write(f"{t0} {time.time()}\\n")
+"""
+PUBLISHED = {"results/demo/cpu/summary.md": "### Demo\n\nx = 1 (published)\n", "figures/demo.png": "published figure",
+             "results/demo/cpu/manifest.json": '{"status": "ok", "wall_clock_total_s": 3.0}\n',
+             "README.md": "# demo\n<!-- results:start -->\n### Demo\n\nx = 1 (published)\n<!-- results:end -->\n"}
+
+
+def demo_project(tmp_path, sleep=0.0, x=1) -> Path:
+    "A clean git checkout whose manifest runs `demo` with `x` (13 fails), and a published run of it with x = 1."
+    root = tmp_path / "root"
+    (root / "nbs" / "repro").mkdir(parents=True)
+    cell = lambda src, tags=(): {"cell_type": "code", "id": f"c{len(tags)}", "metadata": {"tags": list(tags)},
+                                 "source": src, "outputs": [], "execution_count": None}
+    nb = {"cells": [cell("scale = 'cpu'\nx = 0\nsleep = 0.0\n", ["parameters"]), cell(DEMO)], "nbformat": 4,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "python3", "language": "python"}},
+          "nbformat_minor": 5}
+    (root / "nbs" / "repro" / "demo.ipynb").write_text(json.dumps(nb))
+    (root / "nbs" / "repro" / "manifest.toml").write_text(f'[demo]\nnotebook = "demo.ipynb"\n'
+                                                          f'[demo.cpu]\nx = {x}\nsleep = {sleep}\n')
+    (root / "settings.ini").write_text("[DEFAULT]\n")
+    for name, text in PUBLISHED.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True); (root / name).write_text(text)
+    git = lambda *a: subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=root, check=True,
+                                    capture_output=True)
+    git("init", "-q"); git("add", "-A"); git("commit", "-qm", "published")
+    return root
+
+
+def demo_run(root, *args, wait=True):
+    "`pivotrl-nb run` (or `pivotrl-nb ARGS` for list/readme) in the demo project, umask 022, its own session."
+    env = {**os.environ, "PIVOTRL_NB_ROOT": str(root), "PIVOTRL_NB_CACHE": str(root.parent / "cache")}
+    cmd = [Path(sys.executable).parent / "pivotrl-nb", *(args if args[:1] in (("list",), ("readme",)) else
+                                                         ("run", *args))]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=0o022,
+                         start_new_session=True)
+    if not wait: return p
+    out, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+def published(root) -> dict:
+    "Every published file (results/, figures/, README.md) with its bytes and mode."
+    files = [root / "README.md", *(p for d in ("results", "figures") for p in (root / d).rglob("*") if p.is_file())]
+    return {p.relative_to(root).as_posix(): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode)) for p in files}
+
+
+def wait_for(path: Path, timeout=60):
+    t = time.time()
+    while not path.exists():
+        assert time.time() - t < timeout, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["override", "dirty tree", "failure"])
+def test_a_non_canonical_or_failed_run_leaves_published_results_byte_identical(tmp_path, how):
+    root = demo_project(tmp_path, x=13 if how == "failure" else 1)   # the failure: a canonical run that fails
+    before = published(root)
+    if how == "dirty tree": (root / "settings.ini").write_text("[DEFAULT]\nedited = 1\n")
+    r = demo_run(root, "--out", str(tmp_path / "run"), *(["-p", "x=2"] if how == "override" else []))
+    assert r.returncode == (1 if how == "failure" else 0), r.stdout + r.stderr
+    if how == "failure": assert "canonical, publishes on success" in r.stdout and "x is unlucky" in r.stdout
+    else: assert f"not canonical ({'the git tree is dirty' if how == 'dirty tree' else 'parameters differ'}" in r.stdout
+    assert str(tmp_path / "run" / "results" / "demo" / "cpu") in r.stdout   # says where the run went
+    assert published(root) == before
+    manifest = json.loads((tmp_path / "run" / "results" / "demo" / "cpu" / "manifest.json").read_text())
+    assert manifest["status"] == ("failed" if how == "failure" else "ok")
+    assert manifest["canonical"] is (how == "failure")
+    assert manifest["git_dirty"] is (how == "dirty tree") and manifest["backend"] == "papermill"
+    assert manifest["wall_clock_total_s"] > 0
+
+
+def test_a_canonical_run_publishes_everything_with_normal_permissions(tmp_path):
+    root = demo_project(tmp_path)
+    r = demo_run(root)
+    assert r.returncode == 0 and "demo (cpu): canonical, publishes on success" in r.stdout, r.stdout + r.stderr
+    assert "published in results/demo/cpu/" in r.stdout and "last 3 s" in r.stderr   # the last measured duration
+    files = published(root)
+    assert files["results/demo/cpu/summary.md"][0] == b"### Demo\n\nx = 1\n"
+    assert files["figures/demo.png"][0] == b"figure of x = 1" and b"x = 1\n<!--" in files["README.md"][0]
+    assert "results/demo/cpu/demo.ipynb" in files and not list((root / "results" / ".staging").iterdir())
+    assert {f: oct(mode) for f, (_, mode) in files.items() if mode != 0o644} == {}
+    m = json.loads(files["results/demo/cpu/manifest.json"][0])
+    assert (m["status"], m["canonical"], m["git_dirty"], m["backend"]) == ("ok", True, False, "papermill")
+    listing = demo_run(root, "list").stdout
+    assert f"cpu: {m['wall_clock_total_s']:.0f} s" in listing and "gpu: never measured" in listing
+    assert f"make reproduce (all 1 at cpu scale): {m['wall_clock_total_s']:.0f} s as last measured" in listing
+
+
+@pytest.mark.parametrize("point", ["run folder made", "notebook half done"])
+def test_kill_9_leaves_published_results_intact(tmp_path, point):
+    root = demo_project(tmp_path, sleep=30)
+    before = published(root)
+    out = tmp_path / "run" / "results" / "demo" / "cpu"
+    p = demo_run(root, "--out", str(tmp_path / "run"), wait=False)
+    wait_for(out / ("RUNNING" if point == "run folder made" else "summary.md"))
+    os.killpg(p.pid, signal.SIGKILL); p.wait()
+    assert published(root) == before
+    assert (out / "RUNNING").read_text().startswith("pid ")   # the killed run is marked unfinished
+
+
+def test_a_publication_cut_short_is_dropped_or_finished_next_time(tmp_path, monkeypatch):
+    """kill -9 while staging (before READY) or between the renames of the swap: the next runner call sorts it out."""
+    from pivotrl_nb.core import save_json
+    from pivotrl_nb.reproduce import stage
+    root = demo_project(tmp_path)
+    monkeypatch.setenv("PIVOTRL_NB_ROOT", str(root))
+    before = published(root)
+    def finished_run():
+        out = tmp_path / "run" / "results" / "demo" / "cpu"; out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.md").write_text("### Demo\n\nx = 1 (new)\n")
+        (tmp_path / "run" / "figures").mkdir(exist_ok=True)
+        (tmp_path / "run" / "figures" / "demo.png").write_text("new")
+        save_json({"status": "ok", "outputs": ["figures/demo.png"]}, out / "manifest.json")
+        return out
+    (stage(finished_run(), "demo", "cpu") / "READY").unlink()    # killed while staging
+    assert demo_run(root, "readme").returncode == 0 and published(root) == before
+    st = stage(finished_run(), "demo", "cpu")
+    (root / "results" / "demo" / "cpu").rename(st / "replaced")   # killed between the two renames
+    assert demo_run(root, "readme").returncode == 0
+    after = published(root)
+    assert after["results/demo/cpu/summary.md"][0] == b"### Demo\n\nx = 1 (new)\n"
+    assert after["figures/demo.png"][0] == b"new" and b"x = 1 (new)" in after["README.md"][0]
+    assert not (root / "results" / ".staging").exists() or not list((root / "results" / ".staging").iterdir())
+
+
+def test_ctrl_c_ends_with_one_line_and_leaves_published_results_intact(tmp_path):
+    root = demo_project(tmp_path, sleep=30)
+    before = published(root)
+    out = tmp_path / "run" / "results" / "demo" / "cpu"
+    p = demo_run(root, "--out", str(tmp_path / "run"), wait=False)
+    wait_for(out / "summary.md")
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stdout + stderr
+    assert stderr.strip().splitlines()[-1] == (f"pivotrl-nb: interrupted during demo (cpu); partial run in {out}; "
+                                                "published results untouched")
+    assert "Traceback" not in stdout + stderr and "Error" not in stdout + stderr
+    assert published(root) == before
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "interrupted" and not (out / "RUNNING").exists()
+
+
+def test_two_runs_of_one_notebook_take_turns(tmp_path):
+    root = demo_project(tmp_path, sleep=1.5)
+    runs = [demo_run(root, wait=False) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], results
+    assert any("waiting for another run holding" in out for out, _ in results)
+    (_, first_end), (second_start, _) = sorted(tuple(map(float, line.split())) for line in
+                                               (tmp_path / "times.txt").read_text().splitlines())
+    assert first_end <= second_start   # the second notebook started after the first had finished
+    assert published(root)["results/demo/cpu/summary.md"][0] == b"### Demo\n\nx = 1\n"
+
+
+@pytest.mark.parametrize("param,notebook,why", [
+    ("scale=gpu", "sampler_throughput", "use --scale"),
+    ("name=mine", "pivotrl_bfcl", "results go to results/<manifest entry>/")])
+def test_parameters_the_runner_sets_are_refused(tmp_path, param, notebook, why):
+    r = cli(tmp_path, "--only", notebook, "-p", param)
+    key = param.split("=")[0]
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"pivotrl-nb: error: -p cannot set parameter {key!r}: the runner sets it ({why})"]
+    assert not (tmp_path / "results").exists()
