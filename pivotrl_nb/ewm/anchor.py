@@ -6,7 +6,7 @@
 __all__ = ['ANCHOR_PROMPTS', 'ANCHOR_VERSION', 'AnchorConfig', 'Translator', 'tuned_anchor', 'wiki_paragraphs',
            'distillation_data', 'least_squares_start', 'distill_anchor', 'load_anchor']
 
-# %% ../../nbs/35_ewm.anchor.ipynb #9388e854
+# %% ../../nbs/35_ewm.anchor.ipynb #810cdb8f
 from ..core import *
 from ..data import wiki_pages
 from .lm import generate_watermarked, truncated_model
@@ -14,7 +14,6 @@ import hashlib, json, random, re, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
