@@ -5,8 +5,9 @@
 # %% auto #0
 __all__ = ['RESERVED', 'README_START', 'README_END', 'NotebookSpec', 'repro_dir', 'load_manifest', 'notebook_parameters',
            'check_parameters', 'NotebookError', 'available_backends', 'resolve_backend', 'execute_notebook',
-           'notebook_code', 'stale_runs', 'stale_flag', 'update_readme', 'results_lock', 'stage', 'publish',
-           'recover_staged', 'fmt_seconds', 'last_wall_clock', 'run_folder', 'RunInterrupted', 'run', 'timings', 'main']
+           'notebook_code', 'stale_runs', 'stale_flag', 'provenance_line', 'update_readme', 'results_lock', 'stage',
+           'publish', 'recover_staged', 'fmt_seconds', 'last_wall_clock', 'run_folder', 'RunInterrupted', 'run',
+           'timings', 'main']
 
 # %% ../nbs/08_reproduce.ipynb #0fad7b45
 from .core import *
@@ -196,6 +197,16 @@ def stale_flag(name: str, scale: str) -> str:
     return (f"> **Stale:** the code of `nbs/repro/` behind `{name}` ({scale}) has changed since this run; "
             f"`pivotrl-nb run --scale {scale} --only {name}` refreshes it.")
 
+def provenance_line(name: str, scale: str) -> str:
+    "The line under a result's heading: the run's date, commit, machine, wall-clock and executed notebook."
+    f = project_root()/"results"/name/scale/"manifest.json"
+    if not f.exists(): return ""
+    m = json.loads(f.read_text())
+    commit, secs = m.get("git_commit") or "", m.get("wall_clock_total_s", m.get("wall_clock_s")) or 0
+    return (f"_Run of {(m.get('started_utc') or '?')[:10]} at `{commit[:7] or '?'}`"
+            f"{' with uncommitted changes' if commit.endswith('+dirty') else ''}, on {m.get('device_name', '?')}, "
+            f"{secs / 60:.1f} min ([executed notebook](results/{name}/{scale}/{name}.ipynb))._")
+
 def update_readme(specs: dict[str, NotebookSpec], readme: Path | None = None) -> bool:
     "Rebuild the README's results section from each run's `summary.md`; False if there is nothing to update."
     readme = readme or project_root()/"README.md"
@@ -207,9 +218,9 @@ def update_readme(specs: dict[str, NotebookSpec], readme: Path | None = None) ->
         for scale in SCALES:
             f = project_root()/"results"/name/scale/"summary.md"
             if not f.exists(): continue
-            summary = f.read_text().strip()
-            if (name, scale) in stale:
-                head, _, rest = summary.partition("\n"); summary = f"{head}\n\n{stale_flag(name, scale)}\n{rest}"
+            summary, stale_line = f.read_text().strip(), stale_flag(name, scale) if (name, scale) in stale else ""
+            if notes := [x for x in (provenance_line(name, scale), stale_line) if x]:
+                head, _, rest = summary.partition("\n"); summary = f"{head}\n\n" + "\n".join(notes) + f"\n{rest}"
             parts.append(summary)
     body = "\n\n".join(parts) if parts else "_No results yet: run `make reproduce`._"
     new = text[:text.index(README_START)+len(README_START)] + "\n" + body + "\n" + text[text.index(README_END):]
