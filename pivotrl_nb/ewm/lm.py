@@ -9,8 +9,8 @@ __all__ = ['EWMConfig', 'VocabularyMismatchError', 'vocab_size', 'check_same_voc
 # %% ../../nbs/32_ewm.lm.ipynb #c1374109
 from ..core import *
 from .evalues import (
-    check_alpha, check_delta, check_key, class_coupling_step, growth_rate, hashed_partition, keyed_uniforms,
-    log_optimal_e_value, EProcess, SkipRule)
+    DELTA_MODES, check_alpha, check_delta, check_key, class_coupling_step, class_masses, e_process_log_e, growth_rate,
+    hashed_classes, keyed_uniforms, seed_class, EProcess, SkipRule)
 from .protocol import Detection, WatermarkScheme, token_ids
 import copy, inspect
 from dataclasses import dataclass
@@ -25,22 +25,42 @@ from transformers import LogitsProcessor, LogitsProcessorList, GenerationConfig
 @dataclass
 class EWMConfig:
     "Hyper-parameters of the anchored e-watermark on a language model."
-    delta: float = 0.3 # l1 robustness radius of the e-value (paper, sections 4-5: delta = 0.3)
-    gamma: float = 0.5 # green-list fraction: two hashed classes (SEAL, spec section 2)
-    warmup: int = 20 # K: the first K completion tokens are not watermarked (SEAL)
+    delta: float = 0.3 # l1 robustness radius of the e-value (paper, sections 4-5); the reference for adaptive modes
+    delta_mode: str = "fixed" # how the detector picks each step's radius: a key of DELTA_MODES ("fixed": the paper)
+    delta_grid: tuple = (0.1, 0.3, 0.5, 0.8, 1.2) # the mixture's radii; the plug-in's delta_t stays in their range
+    plugin_prior_steps: float = 10.0 # the plug-in starts at `delta`, weighed as this many past steps
+    n_classes: int = 2 # hashed classes, the e-value's alphabet: 2 (SEAL's green list) to 16 (near-equal classes)
+    gamma: float = 0.5 # with 2 classes, the green-list fraction (SEAL, spec section 2); more classes get 1/n each
+    warmup: int = 20 # K: the first K completion tokens are not watermarked (SEAL); >= hash_window (4 is enough
+                     # when anchor_window=None: the anchor then sees the whole completion, no window to fill)
     anchor_window: int | None = 20 # the anchor sees the previous K tokens (SEAL); None: the whole completion
     hash_window: int = 4 # previous tokens hashed with the key into the seed (our choice, spec section 6)
-    anchor_temperature: float = 2.0 # anchor softmax temperature (SEAL)
+    anchor_temperature: float = 1.0 # anchor softmax temperature; SEAL (and so the paper) use 2.0, 1.0 beat it (#14)
     logit_clamp: float = 50.0 # anchor logits clamped to [-50, 50] (SEAL)
     alpha: float = 0.02 # detection level (paper's LLM benchmark)
-    min_growth: float = 0.0 # the detector skips steps with J*(P0) <= this (predictable; spec section 3)
+    min_growth: float = 0.0 # the detector skips steps with J*(P0) <= this at `delta` (predictable; spec section 3)
     skip_repeats: bool = True # the detector skips repeated hash contexts (spec section 3, Fernandez et al.)
 
     def __post_init__(self):
         check_delta(self.delta); check_alpha(self.alpha)
+        check_param("delta_mode", self.delta_mode, str, choices=DELTA_MODES)
+        check_param("delta_grid", self.delta_grid, (tuple, list))
+        if not self.delta_grid or not all(isinstance(d, (int, float)) and not isinstance(d, bool) and 0 < d < 2
+                                          for d in self.delta_grid):
+            raise ParameterError(f"parameter 'delta_grid': expected a non-empty tuple of radii in (0, 2), "
+                                 f"got {self.delta_grid!r}")
+        self.delta_grid = tuple(float(d) for d in self.delta_grid)
+        check_param("plugin_prior_steps", self.plugin_prior_steps, float, lo=1e-3)
+        check_param("n_classes", self.n_classes, int, lo=2, hi=16)
         check_param("gamma", self.gamma, float, lo=0.01, hi=0.99)
+        if self.n_classes != 2 and self.gamma != 0.5:
+            raise ParameterError(f"parameter 'gamma' sets the green fraction of 2 classes; with n_classes="
+                                 f"{self.n_classes} the classes are near-equal: leave gamma at 0.5")
         check_param("warmup", self.warmup, int, lo=1)
-        check_param("hash_window", self.hash_window, int, lo=1, hi=self.warmup)
+        check_param("hash_window", self.hash_window, int, lo=1)
+        if self.hash_window > self.warmup:
+            raise ParameterError(f"parameter 'hash_window' ({self.hash_window}) must not exceed warmup "
+                                 f"({self.warmup}): the first scored step hashes the hash_window tokens before it")
         if self.anchor_window is not None: check_param("anchor_window", self.anchor_window, int, lo=1)
         check_param("anchor_temperature", self.anchor_temperature, float, lo=1e-3)
         check_param("logit_clamp", self.logit_clamp, float, lo=1e-3)
@@ -236,8 +256,9 @@ class AnchoredEWatermark(WatermarkScheme):
     def stateless(self) -> bool: return self.cfg.anchor_window is not None   # else the anchor keeps a KV cache
 
     def _seed(self, key, ctx: list[int]) -> tuple[np.ndarray, float]:
-        "Green mask and seed uniform of one hash context."
-        return hashed_partition(key, ctx, self.vocab_size, self.cfg.gamma), float(keyed_uniforms(key, ctx)[0])
+        "Class of every token and the seed uniform of one hash context."
+        c = self.cfg
+        return hashed_classes(key, ctx, self.vocab_size, c.n_classes, c.gamma), float(keyed_uniforms(key, ctx)[0])
 
     def choose(self, comp: torch.LongTensor, q: np.ndarray, keys: list, rng: np.random.Generator,
                live: np.ndarray) -> np.ndarray:
@@ -247,8 +268,8 @@ class AnchoredEWatermark(WatermarkScheme):
         p0 = self.anchor.step(comp)
         tokens = np.zeros(B, dtype=np.int64)
         for b in np.flatnonzero(live):
-            green, u = self._seed(keys[b], comp[b, t - self.cfg.hash_window:].tolist())
-            tokens[b] = class_coupling_step(p0[b], q[b], green, u, rng)[0]
+            classes, u = self._seed(keys[b], comp[b, t - self.cfg.hash_window:].tolist())
+            tokens[b] = class_coupling_step(p0[b], q[b], classes, u, rng, self.cfg.n_classes)[0]
         return tokens
 
 # %% ../../nbs/32_ewm.lm.ipynb #4de6ebfb
@@ -256,9 +277,9 @@ class AnchoredEWatermark(WatermarkScheme):
 class Steps:
     "Per-position class-level record of one text under one key."
     pos: np.ndarray # positions scored or skipped (warmup..T-1)
-    v: np.ndarray # token class (1 = green)
+    v: np.ndarray # token class (with 2 classes, 1 = green)
     s: np.ndarray # seed class rebuilt from the key
-    P0: np.ndarray # anchor class masses, shape (len(pos), 2)
+    P0: np.ndarray # anchor class masses, shape (len(pos), n_classes)
     skip: np.ndarray # True where the skip rule drops the step
 
 # %% ../../nbs/32_ewm.lm.ipynb #72db4013
@@ -276,12 +297,12 @@ def steps(self: AnchoredEWatermark, text, # a str or UTF-8 bytes (re-tokenised),
         for ps, p0 in self.anchor.text(torch.tensor(ids), c.warmup):
             for t, p in zip(ps, p0):
                 ctx = ids[t - c.hash_window:t]
-                green, u = self._seed(key, ctx)
-                P0 = np.array([p[~green].sum(), p[green].sum()]); P0 /= P0.sum()
-                pos.append(t); v.append(int(green[ids[t]])); s.append(int(u > P0[0])); P0s.append(P0)
+                classes, u = self._seed(key, ctx)
+                P0 = class_masses(p, classes, c.n_classes); P0 /= P0.sum()
+                pos.append(t); v.append(int(classes[ids[t]])); s.append(int(seed_class(P0, u))); P0s.append(P0)
                 skip.append(rule(P0, tuple(ctx)))
     st = Steps(np.array(pos, dtype=np.int64), np.array(v, dtype=np.int64), np.array(s, dtype=np.int64),
-               np.array(P0s).reshape(-1, 2), np.array(skip, dtype=bool))
+               np.array(P0s).reshape(-1, c.n_classes), np.array(skip, dtype=bool))
     self._last_steps = ((tuple(ids), key), st)      # SEAL's detector reads the same record right after `detect`
     return st
 
@@ -290,19 +311,21 @@ def detect(self: AnchoredEWatermark, text, # a str or UTF-8 bytes (re-tokenised)
            key, # the watermark key: an int or a str
            alpha: float | None = None, # level (default: the config's)
           ) -> Detection:
-    "Run the e-process over a text: log e-values, anytime p-value, stopping time."
-    a = float(check_alpha(self.cfg.alpha if alpha is None else alpha))
+    "Run the e-process of `delta_mode` over a text: per-step log e-values, anytime p-value, stopping time."
+    c = self.cfg
+    a = float(check_alpha(c.alpha if alpha is None else alpha))
     ids = token_ids(text, self.tokenizer)
     T, st = len(ids), self.steps(ids, key)
     log_e, scored = np.zeros(T), np.zeros(T, dtype=bool)
     if len(st.pos):
-        le = log_optimal_e_value(st.P0, self.cfg.delta, strict=False)[np.arange(len(st.pos)), st.v, st.s]
-        log_e[st.pos] = np.where(st.skip, 0.0, le); scored[st.pos] = ~st.skip
+        log_e[st.pos] = e_process_log_e(st.P0, st.v, st.s, ~st.skip, c.delta_mode, c.delta, c.delta_grid,
+                                        c.plugin_prior_steps)
+        scored[st.pos] = ~st.skip
     ep = EProcess(1, alpha=a)
     for x, sc in zip(log_e, scored): ep.update([x], skip=[not sc])
-    K = self.cfg.warmup
+    K = c.warmup
     note = ("empty text" if T == 0 else f"{T} tokens: nothing is scored within the first {K} (the warm-up)" if T <= K
             else "every step was skipped (repeated contexts or low anchor entropy)" if not scored.any() else "")
-    g = growth_rate(st.P0[~st.skip], self.cfg.delta).mean() if scored.any() else float("nan")
+    g = growth_rate(st.P0[~st.skip], c.delta).mean() if scored.any() else float("nan")
     return Detection(log_e, scored, float(ep.p_value[0]), {"e-process": int(ep.stopping_time[0])}, "e-process", a,
                      float(g), note)
