@@ -64,6 +64,8 @@ def candidate_reward(action: Action, candidate: dict) -> Reward:
         action, json.loads(candidate["expected"]), json.loads(candidate["tools"]), candidate["verifier"]
     )
 
+_PROFILE_KEYS = ("rewards", "categories", "mu", "var", "sample_tokens", "prompt_tokens")
+
 def profile(candidates: Dataset,
             sampler: Sampler, # the frozen pi0 (profile with the model you will train)
             k: int = 16, # one-turn samples per candidate (K)
@@ -123,9 +125,8 @@ def profile(candidates: Dataset,
     finally:
         if out: out.close()
     extra = [done[cid] for cid in cids]
-    res = candidates
-    for key in ("rewards", "categories", "mu", "var", "sample_tokens", "prompt_tokens"):
-        res = res.add_column(key, [e[key] for e in extra])
+    res = candidates.remove_columns([c for c in (*_PROFILE_KEYS, "k") if c in candidates.column_names])  # re-profiled
+    for key in _PROFILE_KEYS: res = res.add_column(key, [e[key] for e in extra])
     return res.add_column("k", [k if e["rewards"] else 0 for e in extra])
 
 # %% ../../nbs/21_pivotrl.pivots.ipynb #c580d41b
