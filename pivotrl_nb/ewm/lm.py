@@ -107,7 +107,7 @@ class Anchor:
     "The public anchor: p0_t over the vocabulary from the previous tokens (last `window`, or all with a KV cache)."
     def __init__(self, model, # causal LM on the target's vocabulary
                  window: int | None = 20, # tokens the anchor sees; None: the whole completion so far
-                 temperature: float = 2.0, # softmax temperature
+                 temperature: float = 1.0, # softmax temperature (SEAL: 2.0; EWMConfig passes its own)
                  clamp: float = 50.0, # logits clamped to [-clamp, clamp]
                  chunk: int = 64, # positions per forward pass when checking a text
                 ):
