@@ -200,8 +200,8 @@ def stale_flag(name: str, scale: str) -> str:
 def provenance_line(name: str, scale: str) -> str:
     "The line under a result's heading: the run's date, commit, machine, wall-clock and executed notebook."
     f = project_root()/"results"/name/scale/"manifest.json"
-    if not f.exists(): return ""
-    m = json.loads(f.read_text())
+    m = json.loads(f.read_text()) if f.exists() else {}
+    if "started_utc" not in m: return ""                     # not written by a `Run`: nothing to name
     commit, secs = m.get("git_commit") or "", m.get("wall_clock_total_s", m.get("wall_clock_s")) or 0
     return (f"_Run of {(m.get('started_utc') or '?')[:10]} at `{commit[:7] or '?'}`"
             f"{' with uncommitted changes' if commit.endswith('+dirty') else ''}, on {m.get('device_name', '?')}, "

@@ -102,6 +102,7 @@ def test_gpu_requested_without_gpu(tmp_path):
                        "-p", 'grpo_paths=["padded", "bucketed-1"]', "-p", "steps=1", "-p", "sft_batch=2", "-p", "states=2",
                        "-p", "group_size=2", "-p", "max_tokens=8"]),
     ("grpo_vs_trl", ["-p", "n_states=2", "-p", "group_size=2", "-p", "max_tokens=4", "-p", "steps=1", "-p", "betas=[0.0, 0.04]"]),
+    ("ewm_anchor", ["-p", "steps=2", "-p", 'target_name="tiny-llama"', "-p", "n_layers=1"]),
 ])
 def test_every_repro_notebook_runs_at_a_tiny_scale(tmp_path, name, params):
     r = cli(tmp_path, "--only", name, *params)
