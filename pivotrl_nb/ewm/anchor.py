@@ -139,21 +139,21 @@ def distillation_data(target, tokenizer,
         add(alone[L][0, :-1], teacher, alone[-1][0, :-1], held, 1)
     return {k: torch.cat(v) for k, v in out.items()}
 
-# %% ../../nbs/35_ewm.anchor.ipynb #350d9277
+# %% ../../nbs/35_ewm.anchor.ipynb #45f621a0
 def _rms_norm(norm: torch.nn.Module, h: torch.Tensor) -> torch.Tensor:
     "The target's RMSNorm as a function of `h` only (its weight detached: gradients reach the map alone)."
     eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", 1e-6))
     return norm.weight.detach() * (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps))
 
-def _kl(target, translator, ha, ht, chunk: int = 1024) -> float:
-    "Mean KL(teacher || anchor) in nats over positions, the teacher given by its final states `ht`."
-    W, norm, tot = target.get_output_embeddings().weight.detach(), target.model.norm, 0.0
+def _mean_kl(target, ht, h, final=lambda x: x, chunk: int = 1024) -> float:
+    "Mean KL(teacher || model) in nats over positions: teacher final states `ht`, the model's `final(h)`."
+    W, tot = target.get_output_embeddings().weight.detach(), 0.0
     with torch.no_grad():
-        for a in range(0, len(ha), chunk):
+        for a in range(0, len(h), chunk):
             lt = F.log_softmax(F.linear(ht[a:a + chunk], W).double(), -1)
-            la = F.log_softmax(F.linear(_rms_norm(norm, translator(ha[a:a + chunk])), W).double(), -1)
-            tot += float((lt.exp() * (lt - la)).sum())
-    return tot / max(len(ha), 1)
+            lm = F.log_softmax(F.linear(final(h[a:a + chunk]), W).double(), -1)
+            tot += float((lt.exp() * (lt - lm)).sum())
+    return tot / max(len(h), 1)
 
 def least_squares_start(target, translator: Translator, ha: torch.Tensor, ht: torch.Tensor):
     "Set the map to the least-squares fit of the teacher's unit-RMS final state (RMSNorm ignores scale)."
@@ -177,7 +177,8 @@ def distill_anchor(target, tokenizer,
     translator = Translator(target.config.hidden_size)
     held = {kind: te & (data["kind"] == k) for k, kind in ((0, "texts"), (1, "completions"))}
     def heldout_kl() -> dict:
-        return {kind: _kl(target, translator, data["ha"][m], data["ht"][m]) for kind, m in held.items()}
+        anchor = lambda h: _rms_norm(target.model.norm, translator(h))
+        return {kind: _mean_kl(target, data["ht"][m], data["ha"][m], anchor) for kind, m in held.items()}
     curve = [{"step": "logit lens", **heldout_kl()}]
     least_squares_start(target, translator, data["ha"][tr], data["ht"][tr])
     curve.append({"step": 0, **heldout_kl()})
@@ -191,20 +192,11 @@ def distill_anchor(target, tokenizer,
         loss = (lt.exp() * (lt - la)).sum(-1).mean()
         opt.zero_grad(); loss.backward(); opt.step()
         if step % cfg.eval_every == 0 or step == cfg.steps: curve.append({"step": step, **heldout_kl()})
-    ideal = {kind: _kl_states(target, data["hi"][m], data["ht"][m]) for kind, m in held.items()}
+    ideal = {kind: _mean_kl(target, data["ht"][m], data["hi"][m]) for kind, m in held.items()}
     info = {"config": asdict(cfg), "curve": curve, "ideal_kl": ideal, "positions": int(tr.sum()),
             "heldout_positions": int(te.sum()), "data_s": round(t_data, 1),
             "total_s": round(time.perf_counter() - t0, 1)}
     return translator.eval(), info
-
-def _kl_states(target, hi, ht, chunk: int = 1024) -> float:
-    "Mean KL(teacher || model) when the model's final states `hi` are known (the ideal anchor)."
-    W, tot = target.get_output_embeddings().weight.detach(), 0.0
-    with torch.no_grad():
-        for a in range(0, len(hi), chunk):
-            lt, lm = (F.log_softmax(F.linear(x[a:a + chunk], W).double(), -1) for x in (ht, hi))
-            tot += float((lt.exp() * (lt - lm)).sum())
-    return tot / max(len(hi), 1)
 
 # %% ../../nbs/35_ewm.anchor.ipynb #055b7e76
 ANCHOR_VERSION = 1 # bump when distillation changes: cached anchors are rebuilt
