@@ -87,8 +87,13 @@ def test_gpu_requested_without_gpu(tmp_path):
                          '"num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 512, "seq_len": 64, '
                          '"batch_size": 4, "steps": 5}', "-p", 'max_tokens={"gsm_symbolic": 4, "arithmetic": 4, '
                          '"instructions": 4, "humaneval": 8, "arithmetic_small": 4, "instructions_short": 4}']),
-    ("ewm_benchmark", ["-p", "n_prompts=2", "-p", "max_new_tokens=40", "-p", "temperatures=[0.7]", "-p", 'perturbations=["lowercase"]',
-                       "-p", "n_human=2", "-p", "n_fpr_keys=1", "-p", "oracle=none", "-p", "anchor_sweep=[2]"]),
+    ("ewm_benchmark", ["-p", "n_prompts=2", "-p", 'target_name="tiny-llama"', "-p", "max_new_tokens=40", "-p", "temperatures=[0.7]",
+                       "-p", 'anchor={"n_layers": 1, "n_texts": 4, "text_tokens": 16, "n_completions": 2, "completion_tokens": 8, '
+                       '"steps": 2, "batch_positions": 16, "heldout": 0.5, "eval_every": 1}', "-p", "n_calibration=2",
+                       "-p", "calib_classes=[2, 4]", "-p", 'calib_modes=["fixed", "mixture"]', "-p", "calib_warmups=[4]",
+                       "-p", "calib_anchor_temperatures=[1.0]", "-p", "replicates=2", "-p", 'perturbations=["lowercase"]',
+                       "-p", "n_human=2", "-p", "n_fpr_keys=1", "-p", "oracle=none", "-p", "timing_repeats=2",
+                       "-p", "timing_prompts=2", "-p", "timing_tokens=8"]),
     ("pivotrl_gate", ["-p", 'bases=["tiny-llama"]', "-p", 'gate_base="tiny-llama"', "-p", "n_train=4", "-p", "n_val=2", "-p", "n_test=2",
                       "-p", "max_turns=1", "-p", "max_tokens=8", "-p", 'sft={"steps": 2, "batch_size": 2, "lr": 0.001}', "-p", "sft_eval_every=1",
                       "-p", 'warmup={"tasks": 4, "eval_every": 1, "max_steps": 2, "batch_size": 2, "lr": 0.001}', "-p", "n_boot=100"]),
