@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['DELTA_MODES', 'check_p0', 'check_delta', 'check_ids', 'check_key', 'check_alpha', 'log_optimal_e_value',
-           'optimal_e_value', 'entropy', 'nu_delta', 'growth_rate', 'maximal_coupling', 'maximal_coupling_joint',
-           'keyed_uniforms', 'hashed_partition', 'hashed_classes', 'class_masses', 'seed_class', 'class_coupling_step',
-           'MaxMinResult', 'ball_vertices', 'best_coupling', 'solve_max_min', 'EProcess', 'stopping_times',
-           'stopping_time', 'SkipRule', 'log_e_star', 'mixture_log_wealth', 'plugin_deltas', 'e_process_log_e']
+           'optimal_e_value', 'log_e_star', 'entropy', 'nu_delta', 'growth_rate', 'maximal_coupling',
+           'maximal_coupling_joint', 'keyed_uniforms', 'hashed_partition', 'hashed_classes', 'class_masses',
+           'seed_class', 'class_coupling_step', 'MaxMinResult', 'ball_vertices', 'best_coupling', 'solve_max_min',
+           'EProcess', 'stopping_times', 'stopping_time', 'SimulatedStops', 'simulate_stopping_times', 'SkipRule',
+           'mixture_log_wealth', 'plugin_deltas', 'e_process_log_e']
 
 # %% ../../nbs/30_ewm.evalues.ipynb #1601d93e
 from ..core import *
@@ -84,6 +85,19 @@ def log_optimal_e_value(p0, # anchor(s), shape (..., n)
 def optimal_e_value(p0, delta: float, strict: bool = True) -> np.ndarray:
     "e*[..., v, s] of Theorem 4.1 (token v, seed s), shape (..., n, n)."
     return np.exp(log_optimal_e_value(p0, delta, strict))
+
+# %% ../../nbs/30_ewm.evalues.ipynb #b3f6a4b6
+def log_e_star(P0, # anchor (class) masses, shape (..., n)
+               v, s, # token and seed (classes), shape (...)
+               delta, # l1 radius in (0, 2): a float, or one per step (broadcast against v)
+              ) -> np.ndarray:
+    "log e*(v, s) of Theorem 4.1 at the observed pairs, shape (...), without the n x n matrices."
+    p = check_p0(P0)
+    d, n = np.asarray(delta, dtype=np.float64), p.shape[-1]
+    if np.any(~(d > 0) | ~(d < 2)): raise ValueError(f"delta (the l1 radius) must lie in (0, 2), got {delta!r}")
+    v, s = check_ids(v, n, "v"), check_ids(s, n, "s")
+    with np.errstate(divide="ignore"): logp = np.log(np.take_along_axis(p, s[..., None], -1)[..., 0])
+    return np.where(v == s, np.log1p(-d / 2), np.log(d / (2 * (n - 1)))) - logp
 
 # %% ../../nbs/30_ewm.evalues.ipynb #8b8c5cb0
 def entropy(p, axis: int = -1) -> np.ndarray:
@@ -287,10 +301,7 @@ class EProcess:
 
     def update_tokens(self, v, s, p0, delta: float, skip=None) -> "EProcess":
         "Score (token or class v, seed s, anchor p0 of shape (n_sequences, n)) with the optimal e-value."
-        p = check_p0(p0)
-        le = log_optimal_e_value(p, delta, strict=False)
-        idx = np.arange(len(self.log_wealth))
-        return self.update(le[idx, check_ids(v, p.shape[-1], "v"), check_ids(s, p.shape[-1], "s")], skip)
+        return self.update(log_e_star(p0, v, s, check_delta(delta)), skip)   # the pairs' entries of e*, no n x n
 
     def _shaped(self, x): return x[:, 0] if self.alpha.ndim == 0 else x
 
@@ -330,6 +341,76 @@ def stopping_time(log_e, alpha: float) -> np.ndarray:
     "First step at which the log wealth reaches log(1/alpha), per sequence (-1 if never)."
     return stopping_times(log_e, alpha)[:, 0]
 
+# %% ../../nbs/30_ewm.evalues.ipynb #352ef76b
+def _inverse_cdf(c: np.ndarray, # cumulative sums of one distribution, shape (n,)
+                 u: np.ndarray, # uniforms in [0, 1), any shape
+                ) -> np.ndarray:
+    "`_categorical(p, u)` for one distribution with cumsum c: how many of c[:-1] lie below u * c[-1]."
+    x = u if c[-1] == 1 else u * c[-1]                      # u * 1.0 == u exactly
+    if len(c) > 16: return np.searchsorted(c[:-1], x, side="left")
+    i = (x > c[0]).astype(np.intp)
+    for cj in c[1:-1]: i += x > cj
+    return i
+
+# %% ../../nbs/30_ewm.evalues.ipynb #6bdb78ff
+@dataclass
+class SimulatedStops:
+    "Stopping times of simulated e-processes, read as `EProcess`'s are."
+    alpha: np.ndarray # the level(s), as given
+    stopping_time: np.ndarray # first step (1-based) with wealth >= 1/alpha, -1 = not within max_steps; (n,) or (n, K)
+    overshoot: np.ndarray # log wealth at the stopping time minus log(1/alpha), NaN where not stopped
+    steps: int # steps simulated: until every run stopped at every level, or max_steps
+
+    @property
+    def stopped(self) -> np.ndarray: return self.stopping_time >= 0
+
+def simulate_stopping_times(p0, # one anchor, shape (n,)
+                            q, # the generator's target, shape (n,): tokens coupled maximally to seeds S ~ p0
+                            delta: float, # l1 radius of the detector's e-value (Theorem 4.1, valid for any p0)
+                            alpha, # a level, or an array of levels
+                            n_sims: int, # independent runs
+                            rng: np.random.Generator, # read as the step-by-step loop reads it (see above)
+                            max_steps: int = 50_000, # simulate no further; runs not stopped by then keep -1
+                            block: int | None = None, # steps drawn at once (default: ~100,000 run-steps, in cache)
+                           ) -> SimulatedStops:
+    "The stopping times `EProcess.update_tokens` records for `maximal_coupling` draws of (q, p0), by blocks of steps."
+    p, qq, d, a = check_p0(p0), check_p0(q, "q"), check_delta(delta), check_alpha(alpha)
+    if p.ndim != 1 or p.shape != qq.shape:
+        raise ValueError(f"p0 and q must be two vectors of one shape, got {p.shape} and {qq.shape}")
+    check_param("n_sims", n_sims, int, lo=1); check_param("max_steps", max_steps, int, lo=1)
+    if block is not None: check_param("block", block, int, lo=1)
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng), got {type(rng).__name__}")
+    n, B = len(p), block or int(np.clip(100_000 // n_sims, 1, 1024))
+    le = log_optimal_e_value(p, d, strict=False).ravel()                 # log e*[v, s] at v * n + s
+    resid = np.clip(qq - p, 0, None)
+    cp, cr = np.cumsum(p), np.cumsum(resid if resid.sum() > 0 else qq)   # the seed's and the residual's CDFs
+    thr = -np.log(np.atleast_1d(a))
+    tau, over = np.full((n_sims, len(thr)), -1, dtype=np.int64), np.full((n_sims, len(thr)), np.nan)
+    wealth, runs, pending, t = np.zeros(n_sims), np.arange(n_sims), list(range(len(thr))), 0
+    while pending and t < max_steps:
+        T, state = min(B, max_steps - t), rng.bit_generator.state
+        u = rng.random((T, 3, n_sims))              # per step: seed, acceptance, residual uniforms, in that order
+        s, v = _inverse_cdf(cp, u[:, 0]), _inverse_cdf(cr, u[:, 2])
+        np.copyto(v, s, where=u[:, 1] * p[s] < qq[s])                      # V = S with probability min(1, q/p0)
+        inc = le[v * n + s]; inc[0] += wealth
+        path, used = np.cumsum(inc, 0), 0                                   # log wealth, summed in update's order
+        top = path.max()
+        for k in list(pending):
+            if top < thr[k]: continue
+            above = path >= thr[k]
+            first = above.argmax(0)
+            new = runs[(tau[:, k] < 0) & above[first, runs]]
+            tau[new, k], over[new, k] = t + first[new] + 1, path[first[new], new] - thr[k]
+            if new.size: used = max(used, int(first[new].max()) + 1)
+            if (tau[:, k] >= 0).all(): pending.remove(k)
+        wealth = path[-1]
+        if not pending and used < T:                 # the loop stops after `used` steps: draw no further than it
+            rng.bit_generator.state = state; rng.random((used, 3, n_sims)); T = used
+        t += T
+    shaped = (lambda x: x[:, 0]) if a.ndim == 0 else (lambda x: x)
+    return SimulatedStops(a, shaped(tau), shaped(over), t)
+
 # %% ../../nbs/30_ewm.evalues.ipynb #016697a6
 class SkipRule:
     "Predictable skip rule: skip steps with J*(p0) <= min_growth or a (context -> seed) already seen."
@@ -354,18 +435,6 @@ DELTA_MODES = {"fixed": "one radius delta throughout (the paper's)",
                "mixture": "the equal-weight average of the e-processes of every radius in a grid",
                "plugin": "delta_t = 2 x the mismatch rate of the scored steps before t, shrunk to a prior, clipped"
               } # how the detector chooses the radius delta of each step
-
-def log_e_star(P0, # anchor (class) masses, shape (..., n)
-               v, s, # token and seed (classes), shape (...)
-               delta, # l1 radius in (0, 2): a float, or one per step (broadcast against v)
-              ) -> np.ndarray:
-    "log e*(v, s) of Theorem 4.1 at the observed pairs, shape (...), without the n x n matrices."
-    p = check_p0(P0)
-    d, n = np.asarray(delta, dtype=np.float64), p.shape[-1]
-    if np.any(~(d > 0) | ~(d < 2)): raise ValueError(f"delta (the l1 radius) must lie in (0, 2), got {delta!r}")
-    v, s = check_ids(v, n, "v"), check_ids(s, n, "s")
-    with np.errstate(divide="ignore"): logp = np.log(np.take_along_axis(p, s[..., None], -1)[..., 0])
-    return np.where(v == s, np.log1p(-d / 2), np.log(d / (2 * (n - 1)))) - logp
 
 def mixture_log_wealth(log_e, # log e-values of K e-processes, shape (K, ..., T)
                       ) -> np.ndarray:
