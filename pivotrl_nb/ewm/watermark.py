@@ -87,7 +87,7 @@ def _tuned(target, tokenizer, target_name: str | None, config: AnchorConfig | No
     kl = rec["curve"][-1]
     if not cached:
         _log(f"tuned anchor of {target_name} built and cached in {time.perf_counter() - t0:.1f} s (held-out KL to "
-             f"the target {kl['texts']:.2f} / {kl['completions']:.2f} nats per token on texts / completions)", progress)
+             f"the target {kl['texts']:.3g} / {kl['completions']:.3g} nats per token on texts / completions)", progress)
     return model, f"tuned: first {config.n_layers} of {L} layers and a distilled map", rec
 
 def _anchor(anchor, target, tokenizer, target_name: str | None, config: AnchorConfig | None,
