@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['ANCHOR_PROMPTS', 'ANCHOR_VERSION', 'AnchorConfig', 'Translator', 'tuned_anchor', 'wiki_paragraphs',
-           'distillation_data', 'least_squares_start', 'distill_anchor', 'load_anchor']
+           'distillation_data', 'least_squares_start', 'distill_anchor', 'anchor_cached', 'load_anchor']
 
 # %% ../../nbs/35_ewm.anchor.ipynb #810cdb8f
 from ..core import *
@@ -205,6 +205,12 @@ def _anchor_dir(target_name: str, cfg: AnchorConfig) -> Path:
     key = hashlib.sha256(json.dumps([target_name, asdict(cfg), ANCHOR_VERSION], sort_keys=True).encode()).hexdigest()
     return cache_dir("anchors", f"{Path(target_name).name}-L{cfg.n_layers}-{key[:10]}")
 
+def anchor_cached(target_name: str, # the target's registered name or folder, as `load_anchor` gets it
+                  config: AnchorConfig | None = None, # the anchor's config (default: `AnchorConfig()`)
+                 ) -> bool:
+    "Whether `load_anchor` finds this anchor in the cache (else it distils it: minutes for SmolLM2-135M)."
+    return (_anchor_dir(target_name, config or AnchorConfig()) / "translator.safetensors").exists()
+
 def load_anchor(target, tokenizer,
                 target_name: str, # the target's registered name or folder: part of the cache key
                 config: AnchorConfig | None = None,
@@ -214,7 +220,7 @@ def load_anchor(target, tokenizer,
     "The tuned anchor of `target` (distilled and cached on first use) and its record."
     cfg = config or AnchorConfig()
     d = _anchor_dir(target_name, cfg)
-    if rebuild or not (d / "translator.safetensors").exists():
+    if rebuild or not anchor_cached(target_name, cfg):
         translator, info = distill_anchor(target, tokenizer, cfg, progress)
         info["target"] = target_name
         with atomic_path(d / "translator.safetensors") as tmp: save_file(translator.state_dict(), str(tmp))
