@@ -188,6 +188,7 @@ def library_notebooks(names: list[str] | None = None, # stems ("30_ewm.evalues")
 
 def make_outputs(names: list[str] | None = None, # library notebooks to re-make (default: all); see `library_notebooks`
                  jobs: int = 1, # notebooks run at once, each in its own process
+                 verbose: bool = True, # a progress bar, and a line per notebook with its time
                 ) -> list[dict]:
     "Re-make the committed outputs of library notebooks; one record each (name, ok, seconds, error)."
     from concurrent.futures import ThreadPoolExecutor
@@ -203,9 +204,10 @@ def make_outputs(names: list[str] | None = None, # library notebooks to re-make 
         err = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1] if r.returncode else None
         return {"name": p.stem, "ok": r.returncode == 0, "seconds": round(time.perf_counter() - t0, 1), "error": err}
     records = []
-    with ThreadPoolExecutor(max(1, jobs)) as ex, tqdm(total=len(nbs), unit="notebook", leave=False) as bar:
+    with ThreadPoolExecutor(max(1, jobs)) as ex, tqdm(total=len(nbs), unit="notebook", leave=False,
+                                                       disable=not verbose) as bar:
         for rec in ex.map(one, nbs):
-            tqdm.write(f"{'ok' if rec['ok'] else 'FAILED':>6}  {rec['name']} in {rec['seconds']:.1f} s"
+            if verbose: tqdm.write(f"{'ok' if rec['ok'] else 'FAILED':>6}  {rec['name']} in {rec['seconds']:.1f} s"
                        + (f"\n        {rec['error']}" if rec["error"] else ""))
             records.append(rec); bar.update()
     return records
