@@ -1,4 +1,5 @@
-"""CI fails when pivotrl_nb/ is not what nbdev_export makes of the notebooks, or a notebook is not clean."""
+"""CI fails when pivotrl_nb/ is not what nbdev_export makes of the notebooks, a notebook is not clean, a library
+notebook lacks its outputs, or a committed notebook shows a machine path, stderr or widget in them."""
 import json
 import re
 import shutil
@@ -39,7 +40,11 @@ def test_notebooks_clean(tmp_path):
 
 
 # Committed outputs (issue #16): library notebooks read well unexecuted, no notebook shows where it ran.
+LIBRARY = sorted((ROOT / "nbs").glob("*.ipynb"))
+COMMITTED = LIBRARY + sorted((ROOT / "nbs" / "repro").glob("*.ipynb")) + sorted(
+    p for p in (ROOT / "results").rglob("*.ipynb") if not {".staging", ".ipynb_checkpoints"} & set(p.parts))
 MACHINE_PATH = re.compile(r"/(?:work|root|home|tmp)/")
+NOT_DEMONSTRATIONS = re.compile(r"^#\|\s*(?:export|exporti|default_exp|hide|eval:\s*false|notest|slow|gpu)\b", re.M)
 
 
 def _strings(o, where=""):
@@ -63,6 +68,41 @@ def _shown(nb: dict):
 def _machine_paths(nb: dict) -> list[str]:
     return [f"{where}: {s[max(0, m.start() - 30):m.end() + 40]!r}" for where, s in _shown(nb)
             for m in MACHINE_PATH.finditer(s)]
+
+
+def _load(p: Path) -> dict: return json.loads(p.read_text(encoding="utf-8"))
+
+
+# Library notebooks whose demonstrations are all silent assertions (test_eq, test_fail): nothing to show yet.
+SILENT = {"00_core", "02_stats", "11_pivotrl.envs.backends", "13_pivotrl.envs.base", "15_pivotrl.envs.bfcl",
+          "19_pivotrl.domains", "31_ewm.protocol", "34_ewm.vllm"}
+
+
+def test_library_notebooks_are_committed_with_their_outputs():
+    "Each library notebook with demonstration cells keeps their outputs: `pivotrl-nb outputs` re-makes them."
+    def demonstrates(nb): return any(c["cell_type"] == "code" and "".join(c["source"]).strip()
+                                     and not NOT_DEMONSTRATIONS.search("".join(c["source"])) for c in nb["cells"])
+    shown = {p.stem: any(c.get("outputs") for c in _load(p)["cells"]) for p in LIBRARY if demonstrates(_load(p))}
+    bare = sorted(n for n, has in shown.items() if not has and n not in SILENT)
+    assert not bare, f"library notebooks without outputs; run `pivotrl-nb outputs --only NAME` and commit: {bare}"
+    loud = sorted(n for n in SILENT if shown.get(n))
+    assert not loud, f"these now show outputs, drop them from SILENT: {loud}"
+
+
+def test_no_committed_notebook_shows_a_machine_path():
+    found = {p.relative_to(ROOT).as_posix(): hits[:3] for p in COMMITTED if (hits := _machine_paths(_load(p)))}
+    first = dict(list(found.items())[:5])
+    assert not found, (f"absolute machine paths in outputs or metadata of {len(found)} notebooks (fix: "
+                       f"pivotrl_nb.outputs.scrub_executed_file, `pivotrl-nb outputs`): {first}")
+
+
+def test_library_notebooks_show_no_stderr_widgets_or_iprogress_warning():
+    bad = [f"{p.name} {where}" for p in LIBRARY for k, c in enumerate(_load(p)["cells"]) for o in c.get("outputs", [])
+           for where in [f"cell {k}"]
+           if o.get("name") == "stderr" or "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    bad += [f"{p.relative_to(ROOT)} {where}" for p in COMMITTED for where, s in _shown(_load(p))
+            if "IProgress not found" in s]
+    assert not bad, f"stderr streams, widget views or tqdm's IProgress warning in committed notebooks: {bad}"
 
 
 def test_scrub_rewrites_crafted_outputs():
