@@ -20,7 +20,7 @@ apt_install = if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
   else echo "WARNING: install $(1) (root): $(2)"; fi
 
-.PHONY: venv reproduce lab test test-browser test-slow test-vllm test-vllm-watermark venv-vllm venv-nemo-gym test-nemo-gym sync clean-venv
+.PHONY: venv reproduce lab outputs test test-browser test-slow test-vllm test-vllm-watermark venv-vllm venv-nemo-gym test-nemo-gym sync clean-venv
 
 $(VENV)/.installed: settings.ini setup.py
 	# the sandbox for untrusted code (pivotrl_nb.sandbox): bubblewrap's namespaces and libseccomp, from Debian
@@ -47,6 +47,10 @@ reproduce: venv
 # JupyterLab at the repository root (nbs/, results/ and figures/ in one tree), inline figures: LAB_ARGS=--no-browser
 lab: venv
 	env -u MPLBACKEND $(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $$([ "$$(id -u)" != 0 ] || echo --allow-root) $(LAB_ARGS)
+
+# re-make the library notebooks' committed outputs (nbs/*.ipynb): all, or ONLY="30_ewm.evalues 02_stats"
+outputs: venv
+	$(VENV)/bin/pivotrl-nb outputs $(foreach n,$(ONLY),--only $(n))
 
 test: venv
 	$(VENV)/bin/python -m pytest tests

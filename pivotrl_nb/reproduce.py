@@ -11,6 +11,7 @@ __all__ = ['RESERVED', 'README_START', 'README_END', 'NotebookSpec', 'repro_dir'
 
 # %% ../nbs/08_reproduce.ipynb #0fad7b45
 from .core import *
+from .outputs import make_outputs, scrub_executed_file
 import argparse, ast, contextlib, fcntl, importlib.util, json, os, shutil, signal, sys, time, tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -260,6 +261,7 @@ def stage(out: Path, # a finished run's results folder, <run folder>/results/<na
     outputs = json.loads((out/"manifest.json").read_text()).get("outputs", [])
     (st/"results"/name).mkdir(parents=True)
     shutil.move(out, st/"results"/name/scale)
+    scrub_executed_file(st/"results"/name/scale/f"{name}.ipynb", [project_root(), root])   # no machine paths
     for o in outputs:
         if o.startswith("figures/"): (st/o).parent.mkdir(parents=True, exist_ok=True); shutil.move(root/o, st/o)
     (st/"READY").touch()
@@ -405,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the reproduction notebooks with their last measured wall-clock per scale")
     sub.add_parser("readme", help="rebuild the README's results section from the saved runs (flags stale ones)")
+    o = sub.add_parser("outputs", help="re-make the committed outputs of the library notebooks (nbs/*.ipynb)")
+    o.add_argument("--only", action="append", metavar="NAME",
+                   help="only this notebook: 30_ewm.evalues, ewm.evalues or 30 (repeatable)")
+    o.add_argument("--jobs", type=int, default=1, help="notebooks run at once, each in a process of its own")
     r = sub.add_parser("run", help="run reproduction notebooks (only canonical runs publish)")
     r.add_argument("--scale", default="cpu", choices=SCALES)
     r.add_argument("--only", action="append", metavar="NAME", help="run only this notebook (repeatable)")
@@ -425,6 +431,13 @@ def main(argv: list[str] | None = None) -> int:
             with results_lock(project_root()/"results"): update_readme(specs)
             for name, scale in stale_runs(specs): print(f"stale: {name} ({scale})")
             return 0
+        if a.cmd == "outputs":
+            t0, recs = time.perf_counter(), make_outputs(a.only, a.jobs)
+            failed = [r["name"] for r in recs if not r["ok"]]
+            print(f"{len(recs) - len(failed)} of {len(recs)} library notebooks re-made in "
+                  f"{fmt_seconds(time.perf_counter() - t0)}" + (f"; failed, left as they were: {', '.join(failed)}"
+                                                                 if failed else ""))
+            return 1 if failed else 0
         recs = run(a.only, a.scale, dict(_parse_override(p) for p in a.param), a.backend, a.manifest,
                    not a.no_readme, a.out)
     except (ParameterError, FileNotFoundError, RuntimeError, ValueError) as e:

@@ -294,6 +294,10 @@ def test_a_canonical_run_publishes_everything_with_normal_permissions(tmp_path):
     assert files["results/demo/cpu/summary.md"][0] == b"### Demo\n\nx = 1\n"
     assert files["figures/demo.png"][0] == b"figure of x = 1" and b"x = 1\n<!--" in files["README.md"][0]
     assert "results/demo/cpu/demo.ipynb" in files and not list((root / "results" / ".staging").iterdir())
+    executed = files["results/demo/cpu/demo.ipynb"][0].decode()                  # published without machine paths
+    assert json.loads(executed)["metadata"]["papermill"]["input_path"] == "nbs/repro/demo.ipynb"
+    assert json.loads(executed)["metadata"]["papermill"]["output_path"] == "results/demo/cpu/demo.ipynb"
+    assert str(root) not in executed and str(tmp_path) not in executed
     assert {f: oct(mode) for f, (_, mode) in files.items() if mode != 0o644} == {}
     m = json.loads(files["results/demo/cpu/manifest.json"][0])
     assert (m["status"], m["canonical"], m["git_dirty"], m["backend"]) == ("ok", True, False, "papermill")
