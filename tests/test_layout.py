@@ -142,3 +142,13 @@ def test_lines_at_most_120_characters():
             long += [f"{nb.relative_to(ROOT)} cell {k}" for line in "".join(c["source"]).splitlines()
                      if len(line) > 120 and not line.lstrip().startswith("|")]
     assert not long, f"{len(long)} lines over 120 characters: {long[:20]}"
+
+
+def test_test_only_imports_are_hidden():
+    "fastcore.test's imports sit in `#| hide` cells of the library notebooks, so a reader sees the demonstrations only."
+    import json
+    shown = [f"{nb.name} cell {k}" for nb in sorted((ROOT / "nbs").glob("*.ipynb"))
+             for k, c in enumerate(json.loads(nb.read_text())["cells"])
+             if c["cell_type"] == "code" and "from fastcore.test import" in "".join(c["source"])
+             and not "".join(c["source"]).startswith("#| hide")]
+    assert not shown, f"test-only imports shown in {shown}"
