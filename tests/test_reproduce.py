@@ -247,8 +247,9 @@ def demo_run(root, *args, wait=True):
     env = {**os.environ, "PIVOTRL_NB_ROOT": str(root), "PIVOTRL_NB_CACHE": str(root.parent / "cache")}
     cmd = [Path(sys.executable).parent / "pivotrl-nb", *(args if args[:1] in (("list",), ("readme",)) else
                                                          ("run", *args))]
+    # Ctrl-C reaches the runner as at a terminal even when pytest itself was started with `&` (SIGINT ignored)
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=0o022,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if not wait: return p
     out, err = p.communicate(timeout=120)
     return subprocess.CompletedProcess(cmd, p.returncode, out, err)
