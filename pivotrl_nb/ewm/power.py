@@ -177,12 +177,10 @@ def simulate_power(record: PowerRecord,
         cdf = np.cumsum(give, -1)
         other = (cdf < rng.random((R, T, 1)) * cdf[..., -1:]).sum(-1).clip(max=n - 1)
         s = np.where(rng.random((R, T)) * Qv < np.minimum(Pv, Qv), v, other)
-        scored = np.zeros((R, T), dtype=bool)
         J = growth_rate(P0, c.delta)
         keep = np.arange(T) >= c.warmup
         if c.skip_repeats: keep &= ~_repeats(tx["ids"][:T], c.warmup, c.hash_window)
-        scored[:] = keep
-        scored &= J > c.min_growth
+        scored = keep & (J > c.min_growth)                                           # (R, T)
         log_e = e_process_log_e(P0, v, s, scored, c.delta_mode, c.delta, c.delta_grid, c.plugin_prior_steps)
         stop = stopping_times(log_e, c.alpha)[:, 0]
         H = entropy(Q)
