@@ -24,7 +24,7 @@ def proportion_interval(successes: int, # number of successes
     check_param("n", n, int, lo=1); check_param("successes", successes, int, lo=0, hi=n)
     check_param("method", method, str, choices=("wilson", "beta"))
     lo, hi = proportion_confint(successes, n, alpha=alpha, method=method)
-    return float(lo), float(hi)
+    return (0.0 if successes == 0 else float(lo)), (1.0 if successes == n else float(hi))   # exact ends, no 1e-17
 
 # %% ../nbs/02_stats.ipynb #27db7775
 def bootstrap_interval(statistic: Callable, # maps resampled arrays, each of shape (n_boot, n), to n_boot values
