@@ -32,7 +32,7 @@ def gate_table(base: pd.DataFrame, # the base's test episodes: `model`, `task_id
     gate = success_rate(pd.concat([base, sft]), by="model").set_index("model").loc[[m_base, m_sft]].reset_index()
     checks = {f"base success in [{gate_range[0]:.0%}, {gate_range[1]:.0%}]":
                   bool(gate_range[0] <= gate.rate[0] <= gate_range[1]),
-              "base Wilson lower bound > 0": bool(gate.successes[0] > 0),   # exactly when a task succeeds
+              "base Wilson lower bound > 0": bool(gate.ci_low[0] > 0),
               "SFT - base interval excludes 0 (above)": bool(lo > 0)}
     gate = gate.assign(domain=domain, sft_minus_base=[np.nan, b.mean() - a.mean()], diff_ci_low=[np.nan, lo],
                        diff_ci_high=[np.nan, hi], passes=all(checks.values()))
