@@ -12,7 +12,7 @@ __all__ = ['SOURCES', 'TRAIN_SEED_OFFSET', 'PACKINGS', 'DOCUMENT_SLACK', 'TINY_B
 from .core import *
 from .builders import (TOOL_FORMATS, TinySpec, build_tiny_model, chatml_template, load_folder,
                                  train_tiny_tokenizer)
-from .data import ARITHMETIC_SMALL, instruction_words, news_articles, short_instruction
+from .data import ARITHMETIC_SMALL, instruction_words, news_articles, ood_heldout, short_instruction
 import hashlib, json, math, os, random, shutil, tempfile, time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,6 +46,7 @@ class TinyBaseConfig:
     seed: int = 0 # data, order and initialisation
     tool_format: str = "json" # how the chat template lists tools: "json" (Hermes) or "signature" (one line a tool)
     packing: str = "stream" # "stream": documents cut into blocks; "documents": whole documents a block, padded
+    ood_holdout: bool = False # leave out the compact OOD suite's side of `data.ood_heldout` (expressions, words)
 
     def __post_init__(self):
         for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -60,6 +61,7 @@ class TinyBaseConfig:
         check_param("seed", self.seed, int, lo=0)
         check_param("tool_format", self.tool_format, str, choices=TOOL_FORMATS)
         check_param("packing", self.packing, str, choices=PACKINGS)
+        check_param("ood_holdout", self.ood_holdout, bool)
         if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
             raise ParameterError("hidden_size must divide into num_attention_heads heads, which must divide into "
                                  f"num_key_value_heads groups; got {self.hidden_size}, {self.num_attention_heads}, "
@@ -227,7 +229,11 @@ def _arithmetic_docs(cfg: TinyBaseConfig, tok, rng: random.Random, k: int) -> li
     seed = cfg.seed + TRAIN_SEED_OFFSET + rng.randrange(10**6)
     ds = reasoning_gym.create_dataset("basic_arithmetic", size=k, seed=seed, **ARITHMETIC_SMALL)
     return [_chat_text(tok, [{"role": "user", "content": x["question"]}, {"role": "assistant", "content": x["answer"]}])
-            for x in ds]
+            for x in ds if not (cfg.ood_holdout and ood_heldout(x["metadata"]["expression"]))]
+
+def _words(cfg: TinyBaseConfig) -> list[str]:
+    "The words the config's documents may use (`instruction_words`, without the OOD side under `ood_holdout`)."
+    return instruction_words("pretraining" if cfg.ood_holdout else "all")
 
 def _instruction_docs(tok, rng, k, words) -> list[str]:
     return [_chat_text(tok, [{"role": "user", "content": x["prompt"]}, {"role": "assistant", "content": x["gold"]}])
@@ -247,7 +253,7 @@ def pretraining_documents(cfg: TinyBaseConfig, # the mix, budget and seed
                           progress: bool = False,
                          ) -> dict[str, list[list[int]]]:
     "Token ids of the pretraining documents of each source, filling each source's share of the budget."
-    words, articles = instruction_words(), news_articles("train")
+    words, articles = _words(cfg), news_articles("train")
     make = {"arithmetic": lambda rng, k: _arithmetic_docs(cfg, tok, rng, k),
             "instructions": lambda rng, k: _instruction_docs(tok, rng, k, words),
             "tool_calls": lambda rng, k: _tool_docs(tok, rng, k, words),
@@ -292,7 +298,7 @@ def pretraining_blocks(cfg: TinyBaseConfig, docs: dict[str, list[list[int]]]) ->
 def tiny_base_tokenizer(cfg: TinyBaseConfig):
     "A byte-level BPE tokenizer (ChatML special tokens and template) trained on the pretraining sources only."
     probe = train_tiny_tokenizer(300, tool_format=cfg.tool_format)     # only to render the chat template
-    rng, words = random.Random(f"tiny-base-tokenizer-{cfg.seed}"), instruction_words()
+    rng, words = random.Random(f"tiny-base-tokenizer-{cfg.seed}"), _words(cfg)
     lines = news_articles("train") + _arithmetic_docs(cfg, probe, rng, 2000) + \
             _instruction_docs(probe, rng, 2000, words) + _tool_docs(probe, rng, 500, words)
     if "tool_use" in dict(cfg.mix): lines += _tool_use_docs(probe, rng, 500, words)  # the default mix has none
@@ -344,7 +350,7 @@ def pretrain_tiny_base(cfg: TinyBaseConfig = TinyBaseConfig(), # what to train
 # %% ../nbs/05_tiny_base.ipynb #192ad9cd
 TINY_BASE_DATA_VERSION = 1 # bump when the data generators change, so no stale checkpoint is reused
 
-_LATER_FIELDS = ("tool_format", "packing") # added after checkpoints were published
+_LATER_FIELDS = ("tool_format", "packing", "ood_holdout") # added after checkpoints were published
 
 def _key_repr(cfg: TinyBaseConfig) -> str:
     "The config's repr without the later fields at their defaults, so the checkpoints made before keep their key."
@@ -389,5 +395,5 @@ AGENT_MIX = (("arithmetic", 0.15), ("instructions", 0.1), ("news", 0.1), ("tool_
 TINY_BASES = { # the compact tier's registered bases (names for `pivotrl_nb.models.load_model`)
     "tiny-base": TinyBaseConfig(),
     "tiny-agent": TinyBaseConfig(mix=AGENT_MIX, seq_len=512, batch_size=12, steps=2000, packing="documents",
-                                 tool_format="signature"), # a base that can do a little tool use (see below)
+                                 tool_format="signature", ood_holdout=True), # a little tool use (see below)
 }

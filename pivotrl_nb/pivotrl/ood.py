@@ -12,7 +12,7 @@ __all__ = ['OOD_TASKS', 'TIERS', 'NUMBER_ONLY', 'CONSTRAINT_TYPES', 'TOPICS', 'H
 # %% ../../nbs/23_pivotrl.ood.ipynb #8bb27269
 from ..core import *
 from ..data import (
-    ARITHMETIC_FULL, ARITHMETIC_SMALL, END_PHRASES, humaneval_problems, instruction_words, news_articles,
+    ARITHMETIC_FULL, ARITHMETIC_SMALL, END_PHRASES, ood_heldout, humaneval_problems, instruction_words, news_articles,
     short_instruction)
 from ..sampling import HFSampler, Sampler, SamplingParams
 from ..humaneval import grade_humaneval
@@ -74,11 +74,14 @@ def _rg_dataset(name: str, n: int, seed: int, **kw):
 def reasoning_gym_items(name: str, # reasoning-gym dataset, e.g. "gsm_symbolic"
                         n: int, seed: int, # how many items, generator seed
                         suffix: str = "", # appended to each question
+                        keep: Callable | None = None, # entry -> bool: only entries it accepts (None: all)
                         **config, # the dataset's config (e.g. `ARITHMETIC_SMALL`)
                        ) -> list[dict]:
     "`n` seeded reasoning-gym items as chat prompts with their answers."
     _check_n_seed(n, seed)
-    ds = _rg_dataset(name, n, seed, **config)
+    ds = _rg_dataset(name, n if keep is None else 8 * n + 64, seed, **config)
+    if keep is not None: ds = [x for x in ds if keep(x)][:n]
+    if len(ds) < n: raise RuntimeError(f"only {len(ds)} {name} items pass `keep` of the {8 * n + 64} drawn; {n} asked")
     return [{"id": f"{name}-{seed}-{i}", "messages": [{"role": "user", "content": x["question"] + suffix}],
              "answer": x["answer"], "entry": x, "dataset": name, "config": config} for i, x in enumerate(ds)]
 
@@ -91,6 +94,8 @@ def score_number(item: dict, completion: str) -> tuple[float, str]:
     return float(ok), "correct" if ok else f"wrong number {got} (expected {item['answer']})"
 
 # %% ../../nbs/23_pivotrl.ood.ipynb #e9cb9b74
+def _heldout_expression(entry: dict) -> bool: return ood_heldout(entry["metadata"]["expression"])
+
 register_task(OODTask("gsm_symbolic", "accuracy", lambda n, seed: reasoning_gym_items("gsm_symbolic", n, seed),
                       score_number, 160, "GSM8K-style word problems (reasoning-gym gsm_symbolic)"), ("full",))
 register_task(
@@ -105,8 +110,10 @@ register_task(
     ("full",),
 )
 register_task(OODTask("arithmetic_small", "accuracy",
-                      lambda n, seed: reasoning_gym_items("basic_arithmetic", n, seed, **ARITHMETIC_SMALL),
-                      score_number, 8, "a + b or a - b with 1-2 digit numbers (reasoning-gym)"), ("compact",));
+                      lambda n, seed: reasoning_gym_items("basic_arithmetic", n, seed, keep=_heldout_expression,
+                                                          **ARITHMETIC_SMALL),
+                      score_number, 8, "a + b or a - b with 1-2 digit numbers (reasoning-gym; held-out expressions)"),
+              ("compact",));
 
 # %% ../../nbs/23_pivotrl.ood.ipynb #3dc2587f
 def _words(text): return re.findall(r"[A-Za-z']+", text)
@@ -193,14 +200,15 @@ def instruction_items(n: int, seed: int) -> list[dict]:
 def short_instruction_items(n: int, seed: int) -> list[dict]:
     "`n` seeded compact instructions (see `short_instruction`)."
     _check_n_seed(n, seed)
-    rng, words = random.Random(f"instructions_short-{seed}"), instruction_words()
+    rng, words = random.Random(f"instructions_short-{seed}"), instruction_words("ood")
     return [{"id": f"instructions_short-{seed}-{i}", "messages": [{"role": "user", "content": x["prompt"]}], **x}
             for i, x in enumerate(short_instruction(rng, words) for _ in range(n))]
 
 register_task(OODTask("instructions", "accuracy", instruction_items, score_constraints, 96,
                       "a short text on a topic under 1-2 checkable constraints (IFEval-style, strict)"), ("full",))
 register_task(OODTask("instructions_short", "accuracy", short_instruction_items, score_constraints, 24,
-                      "write / repeat / list words under simple checkable constraints"), ("compact",));
+                      "write / repeat / list held-out words under simple checkable constraints"),
+              ("compact",));
 
 # %% ../../nbs/23_pivotrl.ood.ipynb #69b2cfc0
 def extract_code(completion: str) -> str:
