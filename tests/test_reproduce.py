@@ -85,7 +85,7 @@ def test_gpu_requested_without_gpu(tmp_path):
                        "-p", 'max_turns={"compact": 2, "full": 1}', "-p", "max_tokens=8"]),
     ("ood_base_scores", ["-p", "n=2", "-p", 'tiny_base={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, '
                          '"num_attention_heads": 1, "num_key_value_heads": 1, "vocab_size": 512, "seq_len": 64, '
-                         '"batch_size": 4, "steps": 5}', "-p", 'max_tokens={"gsm_symbolic": 4, "arithmetic": 4, '
+                         '"batch_size": 4, "steps": 5, "packing": "stream"}', "-p", 'max_tokens={"gsm_symbolic": 4, "arithmetic": 4, '
                          '"instructions": 4, "humaneval": 8, "arithmetic_small": 4, "instructions_short": 4}']),
     ("ewm_benchmark", ["-p", "n_prompts=2", "-p", 'target_name="tiny-llama"', "-p", "max_new_tokens=40", "-p", "temperatures=[0.7]",
                        "-p", 'anchor={"n_layers": 1, "n_texts": 4, "text_tokens": 16, "n_completions": 2, "completion_tokens": 8, '
@@ -138,6 +138,10 @@ def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
     sft_val = log[(log.method == "sft") & (log.seed == 0) & (log.step > 0)].set_index("step").val_success
     assert chosen.loc["sft", "step"] == sft_val.idxmax() and chosen.loc["sft", "val_success"] == sft_val.max()
     assert json.loads((out / "mining.json").read_text())["gate"] == "not measured"
+    curve = pd.read_csv(out / "ood_curve.csv")   # OOD at every validation checkpoint, from the base's step 0
+    sft_curve = curve[(curve.method == "sft") & (curve.seed == 0) & (curve.task == "mean")].set_index("step")
+    assert sft_curve.index.tolist() == [0, 1, 2] and (sft_curve.val_success[sft_val.index] == sft_val).all()
+    assert sft_curve.change[0] == 0 and (out / "ood_matched.csv").exists() == ("pivotrl" in set(eps.method))
     tables = ["--only", "pivotrl_tables", "-p", 'runs=["pivotrl_compact"]', "-p", 'compute_runs=["pivotrl_compact"]', "-p", "n_boot=100"]
     r = cli(tmp_path / "t", *tables, root=tmp_path)   # the domain has no gate verdict: the tables refuse it
     assert r.returncode == 1 and "must be on a domain that passed pivotrl_gate" in r.stdout + r.stderr

@@ -7,7 +7,7 @@ __all__ = ['OOD_TASKS', 'TIERS', 'NUMBER_ONLY', 'CONSTRAINT_TYPES', 'TOPICS', 'H
            'register_task', 'get_task', 'tier_tasks', 'reasoning_gym_items', 'score_number', 'check_constraint',
            'score_constraints', 'instruction_items', 'short_instruction_items', 'extract_code', 'humaneval_solution',
            'humaneval_items', 'score_humaneval', 'news_items', 'text_nll', 'OODConfig', 'run_task', 'summarise_task',
-           'evaluate_ood', 'ood_change']
+           'evaluate_ood', 'ood_change', 'matched_ood_change']
 
 # %% ../../nbs/23_pivotrl.ood.ipynb #8bb27269
 from ..core import *
@@ -407,3 +407,18 @@ def ood_change(base: pd.DataFrame, # `evaluate_ood` summary of the base model
                     change=out.change[acc].mean(), unit="points")
         out = pd.concat([out, pd.DataFrame([mean])], ignore_index=True)
     return out
+
+# %% ../../nbs/23_pivotrl.ood.ipynb #9f7ed411
+def matched_ood_change(curve: pd.DataFrame, # one row per (method, seed, step, task): val_success and OOD change
+                       methods: tuple = ("sft", "pivotrl"), # the methods compared (the paper's Table 2)
+                      ) -> pd.DataFrame:
+    "OOD change per task of each method at its earliest checkpoint reaching the in-domain level all `methods` reach."
+    need = {"method", "seed", "step", "val_success", "task", "change"}
+    if missing := need - set(curve.columns): raise ValueError(f"curve lacks columns {sorted(missing)}")
+    if absent := [m for m in methods if m not in set(curve.method)]: raise ValueError(f"no curve for {absent}")
+    c = curve[curve.method.isin(methods)].groupby(["method", "step", "task"], as_index=False)[
+        ["val_success", "change"]].mean()
+    level = c.groupby("method").val_success.max().min()
+    first = c[c.val_success >= level - 1e-9].groupby("method").step.min()
+    out = c.merge(first.rename("step").reset_index(), on=["method", "step"])
+    return out.assign(level=level)[["method", "step", "val_success", "level", "task", "change"]]
