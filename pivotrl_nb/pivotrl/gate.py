@@ -58,10 +58,13 @@ def saved_gates(scale: str = "cpu") -> pd.DataFrame:
                          f"{dup[['domain', 'run']].values.tolist()}")
     return df
 
-def gate_status(domain: str, scale: str = "cpu") -> str:
-    "'passed', 'failed' or 'not measured': the saved gate's verdict on `domain`."
+def gate_status(domain: str, scale: str = "cpu",
+                base: str | None = None, # the base a run starts from: a gate measured on another is "not measured"
+               ) -> str:
+    "'passed', 'failed' or 'not measured': the saved gate's verdict on `domain` (and `base`, if given)."
     g = saved_gates(scale).set_index("domain")
-    return "not measured" if domain not in g.index else ("passed" if g.passes[domain] else "failed")
+    if domain not in g.index or (base is not None and g.base[domain] != base): return "not measured"
+    return "passed" if g.passes[domain] else "failed"
 
 def gate_text(row: pd.Series) -> str:
     "One saved gate in words (a row of `saved_gates`)."

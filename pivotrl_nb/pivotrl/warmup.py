@@ -26,7 +26,7 @@ class WarmupConfig:
     "A warm-up: SFT steps on a domain's synthetic pool (none of its tasks or data), from a base."
     base: str = "tiny-agent" # registered name or local model folder it starts from
     domain: str = "tau2-retail-compact" # whose prompt and tools the pool uses (a key of WARMUP_POOLS)
-    steps: int = 20 # pivotrl_gate's first choice on validation (a rebuilt tiny-agent may reach 5% at 15: the gate says)
+    steps: int = 20 # the first length reaching the gate's 5% on validation (pivotrl_gate shows the curve)
     batch_size: int = 8
     lr: float = 1e-3
     tasks: int = 1500 # synthetic conversations in the pool
@@ -38,6 +38,7 @@ class WarmupConfig:
 
 WARMED_BASES = {   # the compact tier's warmed bases (names for `load_base`)
     "tiny-agent-retail": WarmupConfig(),
+    "tiny-llama-retail": WarmupConfig(base="tiny-llama", steps=2, tasks=16),   # the mechanics at toy scale (tests)
 }
 
 # %% ../../nbs/26_pivotrl.warmup.ipynb #04a15c7b
