@@ -10,6 +10,7 @@ from ..core import *
 from .envs.base import Environment
 from .envs.tau2 import Tau2Env, CompactRetailEnv
 from .envs.bfcl import BFCLEnv
+from .envs.terminal import TerminalEnv
 from .envs.coding import CodingEnv
 from .envs.search import SearchEnv
 from .execution import ToolSandbox
@@ -37,6 +38,7 @@ DOMAINS = {d.name: d for d in [
     Domain("tau2-retail-compact", "compact", "tau2-Bench", lambda sb: CompactRetailEnv(sb)),
     Domain("bfcl-full", "full", "Terminal-Bench", lambda sb: BFCLEnv(sb), "terminal"),
     Domain("bfcl-compact", "compact", "Terminal-Bench", lambda sb: BFCLEnv(sb, compact=True), "terminal"),
+    Domain("terminal-compact", "compact", "Terminal-Bench", lambda sb: TerminalEnv(sb), "terminal"),
 ]}
 
 def coding_expert(env, rng) -> Action:

@@ -12,6 +12,7 @@ from .domains import make_env
 from .execution import ToolSandbox
 from .trainer import SFTConfig, SFTTrainer
 from .trajectories import warmup_dataset
+from .envs.terminal import terminal_warmup_dataset
 import hashlib, json, os, tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,10 @@ from pathlib import Path
 import torch
 
 # %% ../../nbs/26_pivotrl.warmup.ipynb #a3243dcb
-WARMUP_POOLS = {"tau2-retail-compact": warmup_dataset}   # domain -> (env, n, seed) -> synthetic conversations
+WARMUP_POOLS = {   # domain -> (env, n, seed) -> synthetic conversations
+    "tau2-retail-compact": warmup_dataset,
+    "terminal-compact": terminal_warmup_dataset,
+}
 
 @dataclass(frozen=True)
 class WarmupConfig:
@@ -38,6 +42,7 @@ class WarmupConfig:
 
 WARMED_BASES = {   # the compact tier's warmed bases (names for `load_base`)
     "tiny-agent-retail": WarmupConfig(),
+    "tiny-agent-terminal": WarmupConfig(domain="terminal-compact"),   # not yet gated (pivotrl_gate_terminal)
     "tiny-llama-retail": WarmupConfig(base="tiny-llama", steps=2, tasks=16),   # the mechanics at toy scale (tests)
 }
 
