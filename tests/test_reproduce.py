@@ -96,7 +96,7 @@ def test_gpu_requested_without_gpu(tmp_path):
                        "-p", "timing_prompts=2", "-p", "timing_tokens=8"]),
     ("pivotrl_gate", ["-p", 'bases=["tiny-llama-retail"]', "-p", 'gate_base="tiny-llama-retail"', "-p", "n_train=4", "-p", "n_val=2",
                       "-p", "n_test=2", "-p", "max_turns=1", "-p", "max_tokens=8", "-p", 'sft={"steps": 2, "batch_size": 2, "lr": 0.001}',
-                      "-p", "sft_eval_every=1", "-p", 'warmup={"eval_every": 1, "max_steps": 3}', "-p", "n_boot=100"]),
+                      "-p", "sft_eval_every=1", "-p", 'warmup={"eval_every": 1, "max_steps": 3, "target": 0.1}', "-p", "n_boot=100"]),
     ("mutation_pass", ["-p", 'pillars=["e-value"]']),
     ("sandbox_attacks", ["-p", "timeout=1.0", "-p", 'families=["files", "network"]']),
     ("pivotrl_sweep", ["-p", "temperatures=[1.0, 0.5]", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "n_candidates=6",

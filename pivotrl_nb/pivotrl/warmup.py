@@ -30,7 +30,7 @@ class WarmupConfig:
     "A warm-up: SFT steps on a domain's synthetic pool (none of its tasks or data), from a base."
     base: str = "tiny-agent" # registered name or local model folder it starts from
     domain: str = "tau2-retail-compact" # whose prompt and tools the pool uses (a key of WARMUP_POOLS)
-    steps: int = 20 # the first length reaching the gate's 5% on validation (pivotrl_gate shows the curve)
+    steps: int = 30 # chosen on validation by pivotrl_gate's rule (the first multiple of 5 steps reaching 10%)
     batch_size: int = 8
     lr: float = 1e-3
     tasks: int = 1500 # synthetic conversations in the pool
@@ -42,7 +42,7 @@ class WarmupConfig:
 
 WARMED_BASES = {   # the compact tier's warmed bases (names for `load_base`)
     "tiny-agent-retail": WarmupConfig(),
-    "tiny-agent-terminal": WarmupConfig(domain="terminal-compact"),   # not yet gated (pivotrl_gate_terminal)
+    "tiny-agent-terminal": WarmupConfig(domain="terminal-compact", steps=300),   # pivotrl_gate_terminal's rule
     "tiny-llama-retail": WarmupConfig(base="tiny-llama", steps=2, tasks=16),   # the mechanics at toy scale (tests)
 }
 
