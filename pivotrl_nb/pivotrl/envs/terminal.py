@@ -127,16 +127,19 @@ class TerminalEnv(BFCLEnv):
         words = instruction_words("pretraining")   # none of the compact OOD suite's held-out words
         while len(out) < self.n_tasks:
             kind, tree = TERMINAL_KINDS[len(out) % len(TERMINAL_KINDS)], rng.choice(trees)
-            taken = _names(tree)
-            def new_name(is_file):
-                while (n := made_up_name(rng, words, is_file)) in taken: pass
-                return n
-            if (req := _sample_task(kind, tree, rng, new_name)) is None: continue
+            if (req := _sample_task(kind, tree, rng, _namer(rng, words, _names(tree)))) is None: continue
             tid = f"terminal-compact-{len(out)}"
             rank = int(hashlib.sha256(f"{self.seed}:{tid}".encode()).hexdigest(), 16) % 10
             out.append(Task(tid, self.name, "test" if rank < 2 else "validation" if rank == 2 else "train",
                             [req[0]], [req[1]], _config(tree)))
         return [t for t in out if split is None or t.split == split]
+
+def _namer(rng: random.Random, words: list[str], taken: set[str]):
+    "`new_name(is_file)`: a made-up name not in `taken`."
+    def new_name(is_file: bool) -> str:
+        while (n := made_up_name(rng, words, is_file)) in taken: pass
+        return n
+    return new_name
 
 def _config(tree: dict) -> dict:
     "BFCL's backend config of a file tree alone."
@@ -177,11 +180,7 @@ def terminal_warmup_dataset(env: TerminalEnv, # supplies the prompt, the tools a
     rng, rows = random.Random(f"terminal-warmup-{seed}"), []
     while len(rows) < n:
         kind, tree = TERMINAL_KINDS[len(rows) % len(TERMINAL_KINDS)], _made_up_tree(rng, words)
-        taken = _names(tree)
-        def new_name(is_file):
-            while (x := made_up_name(rng, words, is_file)) in taken: pass
-            return x
-        if (req := _sample_task(kind, tree, rng, new_name)) is None: continue
+        if (req := _sample_task(kind, tree, rng, _namer(rng, words, _names(tree)))) is None: continue
         task = Task(f"warmup-{len(rows)}", env.name, "warmup", [req[0]], [req[1]], _config(tree))
         row = play(env, task, seed=seed)
         if not row["success"]: raise RuntimeError(f"a warm-up conversation failed its own check: {row['detail']}")
