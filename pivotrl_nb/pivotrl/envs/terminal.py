@@ -145,10 +145,13 @@ def _config(tree: dict) -> dict:
     "BFCL's backend config of a file tree alone."
     return {"involved_classes": ["GorillaFileSystem"], "initial_config": {"GorillaFileSystem": tree}}
 
+def _nodes(contents: dict):
+    "(name, node) of every file and folder under `contents`, at any depth."
+    for k, c in contents.items(): yield k, c; yield from _nodes(c.get("contents", {}))
+
 def _names(tree: dict) -> set[str]:
     "Every file and folder name in a tree (new names avoid them)."
-    def walk(node): return {n for k, c in node.items() for n in (k, *walk(c.get("contents", {})))}
-    return walk(tree["root"])
+    return {k for k, _ in _nodes(tree["root"])}
 
 def _parts(text: str) -> set[str]:
     "The lower-cased alphabetic parts of names or text (snake_case, CamelCase and extensions split)."
@@ -156,9 +159,7 @@ def _parts(text: str) -> set[str]:
 
 def _tree_words(tree: dict) -> set[str]:
     "The parts of every name in a tree and of its files' contents."
-    def walk(node): return {w for k, c in node.items()
-                            for w in (*_parts(k), *_parts(c.get("content", "")), *walk(c.get("contents", {})))}
-    return walk(tree["root"])
+    return {w for k, c in _nodes(tree["root"]) for w in (*_parts(k), *_parts(c.get("content", "")))}
 
 # %% ../../../nbs/15a_pivotrl.envs.terminal.ipynb #f49246ca
 def _made_up_tree(rng: random.Random, words: list[str]) -> dict:
