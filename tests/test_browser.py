@@ -29,6 +29,7 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is a dev requirement: pip install -e '.[dev]'")
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -163,18 +164,29 @@ def shots():
 
 
 def _wait(driver, what: str, condition, timeout: float = TIMEOUT):
-    "Wait until `condition(driver)` is truthy and return it; fail naming `what`."
-    return WebDriverWait(driver, timeout, poll_frequency=0.25).until(condition, f"timed out waiting for {what}")
+    "Wait until `condition(driver)` is truthy and return it; fail naming `what` and the visible notebook's state."
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=0.25,
+                             ignored_exceptions=[StaleElementReferenceException]).until(condition)
+    except TimeoutException:
+        state = driver.execute_script(STATE_JS)
+        pytest.fail(f"timed out after {timeout} s waiting for {what}; the notebook's state: {state}")
+
+
+def _enabled_entry(driver, menu: str, entry: str):
+    "The menu bar's `menu` entry matching `entry` once shown and enabled; else open the menu, or close it if disabled."
+    title = [e for e in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item") if e.text == menu]
+    shown = [e for e in driver.find_elements(By.CSS_SELECTOR, entry) if e.is_displayed()]
+    if not title: return None
+    if shown and "lm-mod-disabled" not in shown[0].get_attribute("class"): return shown[0]
+    title[0].click()        # opens the menu, or closes it while its entry is still disabled (reopened next poll)
+    return None
 
 
 def _click_menu(driver, menu: str, command: str):
-    "Open the menu bar's `menu` and click its item for the JupyterLab `command`."
-    item = _wait(driver, f"the {menu} menu", lambda d: [e for e in d.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item")
-                                                        if e.text == menu])
-    item[0].click()
+    "Click the menu bar's `menu` item for the JupyterLab `command`, waiting until the command is enabled."
     entry = f'.lm-Menu-item[data-command="{command}"]'
-    _wait(driver, f"{menu} > {command}", lambda d: d.find_element(By.CSS_SELECTOR, entry).is_displayed())
-    driver.find_element(By.CSS_SELECTOR, entry).click()
+    _wait(driver, f"{menu} > {command} enabled", lambda d: _enabled_entry(d, menu, entry)).click()
 
 
 def _kernel_idle(driver) -> bool:
