@@ -6,6 +6,7 @@ results/ and figures/.
 """
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -137,7 +138,8 @@ def test_pivotrl_domain_run_and_tables_at_a_tiny_scale(tmp_path):
     log = pd.read_csv(out / "training_log.csv")
     sft_val = log[(log.method == "sft") & (log.seed == 0) & (log.step > 0)].set_index("step").val_success
     assert chosen.loc["sft", "step"] == sft_val.idxmax() and chosen.loc["sft", "val_success"] == sft_val.max()
-    assert json.loads((out / "mining.json").read_text())["gate"] == "not measured"
+    mining = json.loads((out / "mining.json").read_text())
+    assert mining["gate"] == "not measured" and re.fullmatch("[0-9a-f]{16}", mining["base_weights"])
     curve = pd.read_csv(out / "ood_curve.csv")   # OOD at every validation checkpoint, from the base's step 0
     sft_curve = curve[(curve.method == "sft") & (curve.seed == 0) & (curve.task == "mean")].set_index("step")
     assert sft_curve.index.tolist() == [0, 1, 2] and (sft_curve.val_success[sft_val.index] == sft_val).all()
