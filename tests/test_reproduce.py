@@ -100,7 +100,7 @@ def test_gpu_requested_without_gpu(tmp_path):
                       "-p", "sft_eval_every=1", "-p", 'warmup={"eval_every": 1, "max_steps": 3, "target": 0.1}', "-p", "n_boot=100"]),
     ("mutation_pass", ["-p", 'pillars=["e-value"]']),
     ("sandbox_attacks", ["-p", "timeout=1.0", "-p", 'families=["files", "network"]']),
-    ("pivotrl_sweep", ["-p", "temperatures=[1.0, 0.5]", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "n_candidates=6",
+    ("pivotrl_sweep", ["-p", "temperatures=[1.0, 0.5]", "-p", "lrs=[0.0001, 0.00003]", "-p", 'base_model="tiny-llama"', "-p", 'domain="bfcl-compact"', "-p", "n_candidates=6",
                        "-p", "k=2", "-p", "n_val=2", "-p", "eval_max_turns=1",
                        "-p", 'grpo={"steps": 1, "states_per_step": 2, "group_size": 2, "lr": 0.0001, "eval_every": 1}',
                        "-p", 'e2e={"steps": 1, "states_per_step": 1, "group_size": 2, "lr": 0.0001, "max_turns": 1, "eval_every": 1}']),
