@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['OFFLINE_ENV', 'SCALES', 'MANIFEST_PACKAGES', 'PivotRLNBError', 'UnknownNameError', 'lookup', 'set_seed',
-           'DeviceError', 'get_device', 'configure_threads', 'project_root', 'output_root', 'results_dir',
-           'figures_dir', 'cache_dir', 'atomic_path', 'save_json', 'save_csv', 'read_jsonl', 'package_versions',
-           'git_commit', 'device_name', 'Run', 'ParameterError', 'check_param']
+           'DeviceError', 'get_device', 'configure_threads', 'build_threads', 'project_root', 'output_root',
+           'results_dir', 'figures_dir', 'cache_dir', 'atomic_path', 'save_json', 'save_csv', 'read_jsonl',
+           'package_versions', 'git_commit', 'device_name', 'Run', 'ParameterError', 'check_param']
 
 # %% ../nbs/00_core.ipynb #a443e124
 import os
@@ -87,6 +87,16 @@ def configure_threads(n: int | None = None, # torch intra-op threads; default: $
     import torch
     torch.set_num_threads(n)
     return n
+
+# %% ../nbs/00_core.ipynb #ebd7ca66
+@contextlib.contextmanager
+def build_threads():
+    "Run a cached build under `configure_threads()`, whatever the caller set, then restore the caller's count."
+    import torch
+    old = torch.get_num_threads()
+    configure_threads()
+    try: yield
+    finally: torch.set_num_threads(old)
 
 # %% ../nbs/00_core.ipynb #ebd7ca66
 def project_root() -> Path:

@@ -372,7 +372,7 @@ def load_tiny_base(cfg: TinyBaseConfig = TinyBaseConfig(), # what to load (train
     from transformers import GenerationConfig
     dest = tiny_base_path(cfg)
     if not (dest/"pretraining_log.json").exists():
-        model, tok, log = pretrain_tiny_base(cfg, progress)
+        with build_threads(): model, tok, log = pretrain_tiny_base(cfg, progress)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tiny-base."))
         try:
             model.save_pretrained(tmp, safe_serialization=True)

@@ -72,7 +72,7 @@ def warmed_base_path(base: str | WarmupConfig, # a name in WARMED_BASES, or a co
     model, tok = load_model(cfg.base, device="cpu")
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".warmup.") as tmp:
         tr = warmup_trainer(model, tok, cfg, Path(tmp) / "train")
-        log = tr.train()
+        with build_threads(): log = tr.train()
         out = Path(tmp) / "model"
         model.save_pretrained(out, safe_serialization=True); tok.save_pretrained(out)
         (out / "warmup.json").write_text(json.dumps(dict(config=asdict(cfg), base_folder=base_folder,
