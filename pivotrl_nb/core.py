@@ -88,7 +88,7 @@ def configure_threads(n: int | None = None, # torch intra-op threads; default: $
     torch.set_num_threads(n)
     return n
 
-# %% ../nbs/00_core.ipynb #ebd7ca66
+# %% ../nbs/00_core.ipynb #5b217756
 @contextlib.contextmanager
 def build_threads():
     "Run a cached build under `configure_threads()`, whatever the caller set, then restore the caller's count."
