@@ -152,3 +152,13 @@ def test_test_only_imports_are_hidden():
              if c["cell_type"] == "code" and "from fastcore.test import" in "".join(c["source"])
              and not "".join(c["source"]).startswith("#| hide")]
     assert not shown, f"test-only imports shown in {shown}"
+
+
+def test_notebook_cell_ids_are_unique():
+    "Each notebook's cell ids differ: nbdev names exported cells by id, and nbformat requires them unique."
+    import json
+    from collections import Counter
+    repeated = {str(nb.relative_to(ROOT)): ids for nb in sorted((ROOT / "nbs").rglob("*.ipynb"))
+                if (ids := [i for i, n in Counter(c.get("id") for c in json.loads(nb.read_text())["cells"]).items()
+                            if n > 1])}
+    assert not repeated, f"repeated cell ids: {repeated}"
