@@ -1,6 +1,7 @@
 """The package's shape: no import cycle, wings that the shared modules never import, no private imports across modules,
 one error base class, light imports where torch is not needed, and ruff clean at 120 characters a line."""
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "pivotrl_nb"
 WINGS = ("pivotrl_nb.pivotrl", "pivotrl_nb.ewm")
+
+
+def _notebooks(pattern: str = "**/*.ipynb") -> list[tuple[Path, list[dict]]]:
+    "The notebooks under nbs/ matching `pattern`, each with its cells."
+    return [(nb, json.loads(nb.read_text())["cells"]) for nb in sorted((ROOT / "nbs").glob(pattern))]
 
 
 def _modules() -> dict[str, ast.Module]:
@@ -134,11 +140,10 @@ def test_star_imports_supply_every_name_they_are_trusted_for():
 
 def test_lines_at_most_120_characters():
     "Exported modules and notebook code cells (nbdev's generated `__all__` line and markdown tables excepted)."
-    import json
     long = [f"{p.relative_to(ROOT)}:{i}" for p in PKG.rglob("*.py") if p.name != "_modidx.py"
             for i, line in enumerate(p.read_text().splitlines(), 1) if len(line) > 120 and not line.startswith("__all__")]
-    for nb in sorted((ROOT / "nbs").rglob("*.ipynb")):
-        for k, c in enumerate(json.loads(nb.read_text())["cells"]):
+    for nb, cells in _notebooks():
+        for k, c in enumerate(cells):
             long += [f"{nb.relative_to(ROOT)} cell {k}" for line in "".join(c["source"]).splitlines()
                      if len(line) > 120 and not line.lstrip().startswith("|")]
     assert not long, f"{len(long)} lines over 120 characters: {long[:20]}"
@@ -146,9 +151,7 @@ def test_lines_at_most_120_characters():
 
 def test_test_only_imports_are_hidden():
     "fastcore.test's imports sit in `#| hide` cells of the library notebooks, so a reader sees the demonstrations only."
-    import json
-    shown = [f"{nb.name} cell {k}" for nb in sorted((ROOT / "nbs").glob("*.ipynb"))
-             for k, c in enumerate(json.loads(nb.read_text())["cells"])
+    shown = [f"{nb.name} cell {k}" for nb, cells in _notebooks("*.ipynb") for k, c in enumerate(cells)
              if c["cell_type"] == "code" and "from fastcore.test import" in "".join(c["source"])
              and not "".join(c["source"]).startswith("#| hide")]
     assert not shown, f"test-only imports shown in {shown}"
@@ -156,9 +159,9 @@ def test_test_only_imports_are_hidden():
 
 def test_notebook_cell_ids_are_unique():
     "Each notebook's cell ids differ: nbdev names exported cells by id, and nbformat requires them unique."
-    import json
     from collections import Counter
-    repeated = {str(nb.relative_to(ROOT)): ids for nb in sorted((ROOT / "nbs").rglob("*.ipynb"))
-                if (ids := [i for i, n in Counter(c.get("id") for c in json.loads(nb.read_text())["cells"]).items()
-                            if n > 1])}
+    repeated = {}
+    for nb, cells in _notebooks():
+        if ids := [i for i, n in Counter(c.get("id") for c in cells).items() if n > 1]:
+            repeated[str(nb.relative_to(ROOT))] = ids
     assert not repeated, f"repeated cell ids: {repeated}"
